@@ -1,0 +1,1 @@
+"""Backends shipped with the core: ``reference`` (PyTorch) and ``flagos`` (FlagGems/Triton)."""

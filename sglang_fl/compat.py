@@ -1,0 +1,156 @@
+"""The one module that knows how SGLang differs between the versions we support.
+
+Tested: 0.5.15 (fused ops subclass ``MultiPlatformOp``; the OOT forward is bound eagerly in
+``__init__``) and 0.5.21 (``BaseFusedOp``; bound lazily on the first call). Both keep the bound
+forward in ``self._forward_method`` and share ``register_oot_forward(op_cls, fn, key)``, keyed
+on the exact class. Everything else in sglang-fl goes through the functions here.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import pkgutil
+from collections.abc import Callable, Iterator
+from importlib.metadata import PackageNotFoundError, version
+
+from packaging.version import Version
+from torch import nn
+
+from sglang_fl.errors import UnsupportedSGLangError
+from sglang_fl.ops.catalog import OpFamily
+
+MIN_VERSION = Version("0.5.15")
+MAX_VERSION = Version("0.5.21")
+SUPPORTED_RANGE = f">={MIN_VERSION}, <={MAX_VERSION} (tested: 0.5.15, 0.5.21)"
+
+# Modules that define the op families' classes, per family root.
+_FAMILY_MODULES = {
+    "SiluAndMul": ("sglang.srt.layers.activation",),
+    "RMSNorm": ("sglang.srt.layers.layernorm",),
+    "GemmaRMSNorm": ("sglang.srt.layers.layernorm",),
+    "RotaryEmbedding": ("sglang.srt.layers.rotary_embedding",),
+}
+
+
+@functools.cache
+def sglang_version() -> Version:
+    try:
+        return Version(version("sglang"))
+    except PackageNotFoundError as exc:
+        raise UnsupportedSGLangError(
+            f"SGLang is not installed; sglang-fl supports sglang {SUPPORTED_RANGE}"
+        ) from exc
+
+
+def check_version() -> Version:
+    """The installed SGLang version, or an error naming the supported range."""
+    found = sglang_version()
+    if not MIN_VERSION <= Version(found.base_version) <= MAX_VERSION:
+        raise UnsupportedSGLangError(
+            f"sglang {found} is installed; sglang-fl supports sglang {SUPPORTED_RANGE}"
+        )
+    return found
+
+
+@functools.cache
+def fused_op_base() -> type[nn.Module]:
+    """The base class SGLang's fused ops inherit in this version (owner of the OOT registry)."""
+    from sglang.srt.layers.layernorm import RMSNorm
+
+    for candidate in ("sglang.kernels.fused_op:BaseFusedOp",
+                      "sglang.srt.layers.utils.multi_platform:MultiPlatformOp"):  # fmt: skip
+        try:
+            base = pkgutil.resolve_name(candidate)
+        except (ImportError, AttributeError):
+            continue
+        if issubclass(RMSNorm, base):
+            return base
+    raise UnsupportedSGLangError(
+        f"cannot find SGLang's fused-op base class; sglang-fl supports sglang {SUPPORTED_RANGE}"
+    )
+
+
+def _subclasses(cls: type) -> Iterator[type]:
+    yield cls
+    for sub in cls.__subclasses__():
+        yield from _subclasses(sub)
+
+
+def _import_family_modules(root: str) -> None:
+    for module_name in _FAMILY_MODULES[root]:
+        module = importlib.import_module(module_name)
+        if hasattr(module, "__path__"):  # a package: import its submodules (subclasses live there)
+            for info in pkgutil.iter_modules(module.__path__, module_name + "."):
+                importlib.import_module(info.name)
+
+
+def family_classes(family: OpFamily) -> dict[str, type[nn.Module]]:
+    """The classes of ``family`` present in this SGLang, keeping the root's forward semantics.
+
+    A catalogued subclass that overrides ``forward``/``forward_native`` has different
+    semantics in this version and is left out (it stays on SGLang's own path).
+    """
+    _import_family_modules(family.root)
+    found = {cls.__name__: cls for cls in _subclasses(_find_root(family.root))}
+    root = found[family.root]
+    return {
+        name: cls
+        for name, cls in found.items()
+        if name in family.classes and _same_forward(cls, root)
+    }
+
+
+def _find_root(name: str) -> type:
+    for module_name in _FAMILY_MODULES[name]:
+        cls = getattr(importlib.import_module(module_name), name, None)
+        if cls is not None:
+            return cls
+    raise UnsupportedSGLangError(f"SGLang class {name} not found in {_FAMILY_MODULES[name]}")
+
+
+def _same_forward(cls: type, root: type) -> bool:
+    return all(getattr(cls, m) is getattr(root, m) for m in ("forward", "forward_native"))
+
+
+def register_oot_forward(op_cls: type, fn: Callable, dispatch_key: str) -> None:
+    fused_op_base().register_oot_forward(op_cls, fn, dispatch_key)
+
+
+def install_forward(module: nn.Module, forward: Callable) -> None:
+    """Make ``forward`` what ``module.forward`` calls from now on (both versions read this)."""
+    module._forward_method = forward
+
+
+def own_path(module: nn.Module, dispatch_key: str) -> Callable:
+    """What SGLang itself runs for ``module`` on an OOT platform with ``dispatch_key``:
+
+    ``forward_<key>`` if the op class (not the base) defines it, else ``forward_native``.
+    """
+    base = fused_op_base()
+    name = f"forward_{dispatch_key}"
+    for klass in type(module).__mro__:
+        if klass is base:
+            break
+        if name in klass.__dict__:
+            return getattr(module, name)
+    return module.forward_native
+
+
+def mha_kv_pool_cls() -> type:
+    from sglang.srt.mem_cache.memory_pool import MHATokenToKVPool
+
+    return MHATokenToKVPool
+
+
+def allocator_factory() -> Callable[..., object]:
+    """SGLang calls ``get_paged_allocator_cls()(size, page_size=, dtype=, device=, kvcache=,
+    need_sort=)`` on OOT platforms; page size 1 takes the token allocator."""
+    from sglang.srt.mem_cache.allocator import PagedTokenToKVPoolAllocator, TokenToKVPoolAllocator
+
+    def make_allocator(size, page_size, dtype, device, kvcache, need_sort):
+        if page_size == 1:
+            return TokenToKVPoolAllocator(size, dtype, device, kvcache, need_sort)
+        return PagedTokenToKVPoolAllocator(size, page_size, dtype, device, kvcache, need_sort)
+
+    return make_allocator

@@ -1,0 +1,161 @@
+"""Selection policy: turn settings + registered backends into an ordered plan per op.
+
+Plans are computed once per process (at plugin load), so every availability check and every
+policy decision happens before the model runs, and strict-mode errors surface early.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from sglang_fl.config import Settings
+from sglang_fl.dispatch.backend import Availability, Backend, ImplKind, OpImpl
+from sglang_fl.errors import DispatchError
+
+DEFAULT_ORDER: Mapping[str, tuple[str, ...]] = {
+    "flagos": ("flagos", "vendor", "reference"),
+    "vendor": ("vendor", "flagos", "reference"),
+    "reference": ("reference", "flagos", "vendor"),
+}
+
+
+@dataclass(frozen=True)
+class Candidate:
+    backend: Backend
+    impl: OpImpl
+
+    @property
+    def impl_id(self) -> str:
+        return self.backend.impl_id
+
+    @property
+    def kind(self) -> str:
+        return self.backend.kind.value
+
+
+@dataclass(frozen=True)
+class Rejection:
+    impl_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class OpPlan:
+    """The usable implementations of one op, best first, and why the others were dropped."""
+
+    op: str
+    order: tuple[str, ...]
+    candidates: tuple[Candidate, ...]
+    rejected: tuple[Rejection, ...]
+    strict: bool
+    # rejections ranked above the first candidate: what a fallback skipped, for the warning
+    skipped: tuple[Rejection, ...] = ()
+
+
+class Registry:
+    """The backends known to this process, with each one's availability checked once."""
+
+    def __init__(self, backends: Iterable[Backend]) -> None:
+        self.backends: tuple[Backend, ...] = tuple(backends)
+        ids = [b.impl_id for b in self.backends]
+        if len(ids) != len(set(ids)):
+            raise DispatchError(f"duplicate backend ids registered: {ids}")
+
+    @functools.cache  # noqa: B019 - one registry per process; the cache is the point
+    def availability(self, backend: Backend) -> Availability:
+        try:
+            return backend.availability()
+        except Exception as exc:  # a crashing probe means "not available", with the reason
+            return Availability.no(f"availability check raised {exc!r}")
+
+
+def token_matches(token: str, backend: Backend) -> bool:
+    kind, _, vendor = token.partition(":")
+    if kind != backend.kind.value:
+        return False
+    return not vendor or backend.vendor == vendor
+
+
+def vendor_filter(backend: Backend, settings: Settings) -> str | None:
+    """Reason a vendor backend is excluded by allow/deny lists, or None."""
+    if backend.kind is not ImplKind.VENDOR:
+        return None
+    if backend.vendor in settings.deny_vendors:
+        return f"vendor {backend.vendor!r} is in deny_vendors"
+    if settings.allow_vendors is not None and backend.vendor not in settings.allow_vendors:
+        return f"vendor {backend.vendor!r} is not in allow_vendors"
+    return None
+
+
+def plan_op(op: str, settings: Settings, registry: Registry) -> OpPlan:
+    """Order ``op``'s implementations by policy and drop what cannot run here.
+
+    Strict mode requires the first choice to be usable; otherwise a DispatchError names the op
+    and why. Non-strict mode keeps whatever is left, in order.
+    """
+    order = settings.op_backends.get(op) or DEFAULT_ORDER[settings.prefer]
+    # (token index, backend, exclusion reason or None), in policy order
+    entries: list[tuple[int, Backend, str | None]] = []
+    seen: set[str] = set()
+    for index, token in enumerate(order):
+        for backend in sorted(registry.backends, key=lambda b: (-b.priority, b.impl_id)):
+            if backend.impl_id in seen or not token_matches(token, backend):
+                continue
+            seen.add(backend.impl_id)
+            reason = _exclusion(op, backend, settings, registry)
+            if reason != "":
+                entries.append((index, backend, reason))
+    if settings.strict:
+        _check_first_choice(op, order, entries)
+    plan = OpPlan(
+        op=op,
+        order=tuple(order),
+        candidates=tuple(
+            Candidate(b, b.implementations()[op]) for _, b, reason in entries if reason is None
+        ),
+        rejected=tuple(Rejection(b.impl_id, r) for _, b, r in entries if r is not None),
+        strict=settings.strict,
+        skipped=tuple(
+            Rejection(b.impl_id, r)
+            for _, b, r in itertools.takewhile(lambda e: e[2] is not None, entries)
+        ),
+    )
+    if not plan.candidates:
+        reasons = "; ".join(f"{r.impl_id}: {r.reason}" for r in plan.rejected)
+        raise DispatchError(
+            f"op {op!r}: no usable implementation for order {list(order)}"
+            f" ({reasons or 'no registered implementation matches'})"
+        )
+    return plan
+
+
+def _exclusion(op: str, backend: Backend, settings: Settings, registry: Registry) -> str | None:
+    """None: usable. "": silently not a candidate (does not implement op). Else: the reason."""
+    denied = vendor_filter(backend, settings)
+    if denied:
+        return denied
+    available = registry.availability(backend)
+    if not available.ok:
+        return f"unavailable: {available.reason}"
+    if op not in backend.implementations():
+        return ""
+    return None
+
+
+def _check_first_choice(
+    op: str, order: tuple[str, ...], entries: list[tuple[int, Backend, str | None]]
+) -> None:
+    if entries and entries[0][0] == 0 and entries[0][2] is None:
+        return
+    if entries and entries[0][0] == 0:
+        why = f"{entries[0][1].impl_id} is {entries[0][2]}"
+    else:
+        why = "no registered implementation matches it"
+    raise DispatchError(
+        f"strict mode: op {op!r} cannot use its first choice {order[0]!r}: {why}. Fix the "
+        f"environment, change the order (prefer / op_backends / SGLANG_FL_PER_OP), or unset "
+        f"SGLANG_FL_STRICT to allow fallback."
+    )

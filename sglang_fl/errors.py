@@ -1,0 +1,49 @@
+"""Exception types raised by sglang-fl.
+
+Every user-facing failure maps to one of these, so callers (the CLI, the SGLang entry points)
+can turn them into a single clear message instead of a traceback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+class SglangFLError(Exception):
+    """Base class of every error raised on purpose by sglang-fl."""
+
+
+class ConfigError(SglangFLError, ValueError):
+    """A setting (env var or YAML field) has a bad value.
+
+    The message always names the setting, the bad value and what is accepted.
+    """
+
+    def __init__(self, setting: str, value: object, accepted: str, detail: str = "") -> None:
+        self.setting = setting
+        self.value = value
+        self.accepted = accepted
+        shown = value if isinstance(value, str) else repr(value)
+        message = f"{setting}: invalid value {shown!r}"
+        if detail:
+            message += f" ({detail})"
+        message += f"; accepted: {accepted}"
+        super().__init__(message)
+
+
+class DispatchError(SglangFLError, RuntimeError):
+    """No implementation can serve an op under the current policy (strict mode or none left)."""
+
+
+class PlatformError(SglangFLError, RuntimeError):
+    """Platform bundle discovery or detection failed."""
+
+
+class UnsupportedSGLangError(SglangFLError, RuntimeError):
+    """The installed SGLang version is outside the supported range."""
+
+
+def one_of(choices: Iterable[str]) -> str:
+    """Format a set of accepted values for an error message."""
+    items = sorted(choices)
+    return ", ".join(items) if items else "(none available)"

@@ -1,0 +1,1 @@
+"""Models that sglang-fl can generate locally, without network access."""

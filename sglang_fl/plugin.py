@@ -1,0 +1,76 @@
+"""SGLang entry points: ``sglang.srt.platforms`` (which platform) and ``sglang.srt.plugins``
+(Layers 1-3, run early in every SGLang process).
+
+SGLang logs and swallows exceptions raised by plugins, which would let a bad setting run the
+server without sglang-fl. Our errors therefore end the process with one clear message.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+from collections.abc import Iterator
+
+from sglang_fl.errors import SglangFLError
+
+logger = logging.getLogger(__name__)
+_loaded_pid: int | None = None
+
+
+@contextlib.contextmanager
+def fatal_errors() -> Iterator[None]:
+    try:
+        yield
+    except SglangFLError as exc:
+        message = f"sglang-fl: {exc}"
+        logger.error(message)
+        print(message, file=sys.stderr, flush=True)
+        raise SystemExit(2) from exc
+
+
+def activate_platform() -> str | None:
+    """The SGLang platform class of the detected (or forced) bundle; None if none applies."""
+    from sglang_fl.bundles import detect_bundle, discover_bundles
+    from sglang_fl.config import ENV, get_settings
+
+    with fatal_errors():
+        bundles = discover_bundles()
+        if not os.environ.get(ENV["platform"], "").strip() and detect_bundle(bundles) is None:
+            return None
+        return bundles[get_settings().platform].platform_class
+
+
+def load_plugin() -> None:
+    """Validate the configuration and install Layers 1 and 2 in this process (idempotent)."""
+    global _loaded_pid
+    if _loaded_pid == os.getpid():
+        return
+    _loaded_pid = os.getpid()
+    from sglang_fl import compat
+    from sglang_fl.aten import install_layer1
+    from sglang_fl.config import get_settings
+    from sglang_fl.dispatch.oot import install_layer2
+    from sglang_fl.logs import configure_logging
+
+    with fatal_errors():
+        settings = get_settings()
+        configure_logging(settings)
+        compat.check_version()
+        install_layer1(settings)
+        platform = _current_platform()
+        if platform is None or not platform.is_out_of_tree():
+            logger.warning(
+                "sglang-fl Layer 2 inactive: the active SGLang platform (%s) is not sglang-fl's; "
+                "set SGLANG_PLATFORM=sglang_fl or check SGLANG_PLUGINS",
+                type(platform).__name__,
+            )
+            return
+        install_layer2(settings, platform.get_dispatch_key_name())
+
+
+def _current_platform():
+    from sglang.srt import platforms
+
+    return platforms.current_platform
