@@ -254,7 +254,8 @@ def read_yaml_file(path: Path, setting: str) -> FileConfig:
 
 def _file_field_error(path: Path, exc: ValidationError) -> ConfigError:
     err = exc.errors()[0]
-    loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith(("list[", "str")))
+    # pydantic adds union-branch labels ("str", "list[str]") to the location: drop those only
+    loc = ".".join([str(err["loc"][0]), *(str(p) for p in err["loc"][1:] if str(p) not in ("str", "list[str]"))])
     field_name = f"{path}: field '{loc}'"
     if err["type"] == "extra_forbidden":
         return ConfigError(f"{path}: key '{loc}'", err["input"], one_of(YAML_FIELDS), "unknown key")

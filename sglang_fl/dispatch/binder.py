@@ -110,9 +110,11 @@ class Dispatcher:
                 with torch.no_grad():
                     for tensor, saved in snapshot:
                         tensor.copy_(saved)
-            logger.warning(
-                "Implementation %r failed for op %r: %r", candidate.impl_id, plan.op, exc
-            )
+            self._announce(
+                f"{plan.op}:failed", candidate.impl_id,
+                f"Implementation {candidate.impl_id!r} failed for op {plan.op!r}: {exc!r}",
+                level=logging.WARNING,
+            )  # fmt: skip
             return repr(exc)
 
     @staticmethod

@@ -7,7 +7,6 @@ policy decision happens before the model runs, and strict-mode errors surface ea
 from __future__ import annotations
 
 import functools
-import itertools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -118,10 +117,7 @@ def plan_op(op: str, settings: Settings, registry: Registry) -> OpPlan:
         ),
         rejected=tuple(Rejection(b.impl_id, r) for _, b, r in entries if r is not None),
         strict=settings.strict,
-        skipped=tuple(
-            Rejection(b.impl_id, r)
-            for _, b, r in itertools.takewhile(lambda e: e[2] is not None, entries)
-        ),
+        skipped=_skipped(entries),
     )
     if not plan.candidates:
         reasons = "; ".join(f"{r.impl_id}: {r.reason}" for r in plan.rejected)
@@ -130,6 +126,20 @@ def plan_op(op: str, settings: Settings, registry: Registry) -> OpPlan:
             f" ({reasons or 'no registered implementation matches'})"
         )
     return plan
+
+
+def _skipped(entries: list[tuple[int, Backend, str | None]]) -> tuple[Rejection, ...]:
+    """Rejections of tokens ranked above the chosen one (what a fallback passed over).
+
+    Within the chosen token, an unavailable sibling is not a fallback: ``vendor`` picked the
+    vendor that is present.
+    """
+    chosen = next((index for index, _, reason in entries if reason is None), None)
+    return tuple(
+        Rejection(b.impl_id, r)
+        for index, b, r in entries
+        if r is not None and (chosen is None or index < chosen)
+    )
 
 
 def _exclusion(op: str, backend: Backend, settings: Settings, registry: Registry) -> str | None:
@@ -148,12 +158,14 @@ def _exclusion(op: str, backend: Backend, settings: Settings, registry: Registry
 def _check_first_choice(
     op: str, order: tuple[str, ...], entries: list[tuple[int, Backend, str | None]]
 ) -> None:
-    if entries and entries[0][0] == 0 and entries[0][2] is None:
+    """Strict mode: some implementation matching the first token must be usable.
+
+    (``vendor`` means *any* available vendor, so one unavailable vendor is not a failure.)
+    """
+    first = [(b, reason) for index, b, reason in entries if index == 0]
+    if any(reason is None for _, reason in first):
         return
-    if entries and entries[0][0] == 0:
-        why = f"{entries[0][1].impl_id} is {entries[0][2]}"
-    else:
-        why = "no registered implementation matches it"
+    why = "; ".join(f"{b.impl_id} is {r}" for b, r in first) or "no registered implementation matches it"
     raise DispatchError(
         f"strict mode: op {op!r} cannot use its first choice {order[0]!r}: {why}. Fix the "
         f"environment, change the order (prefer / op_backends / SGLANG_FL_PER_OP), or unset "

@@ -35,9 +35,11 @@ _hide_broken_torchvision()
 
 PROMPTS = ("The capital of France is", "def fibonacci(n):", "Once upon a time")
 GREEDY_STEPS = 16
-# fp32 logit differences between two correct implementations of this model are
-# ~1e-5 (logits have std ~16); see test_greedy_margins for the measured bound.
-MIN_MARGIN = 0.01
+# Smallest top-1/top-2 logit gap allowed on PROMPTS (measured: 0.28).  fp32
+# logits of this model are off by ~3e-5 from fp64 (logits have std ~16), and
+# test_greedy_margins_and_variety checks that MIN_MARGIN clears that 100x, so a
+# second correct fp32 implementation (SGLang) cannot flip a greedy choice here.
+MIN_MARGIN = 0.05
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +52,9 @@ def hf_model(model_dir: Path) -> Any:
     import torch
     from transformers import AutoModelForCausalLM
 
-    model, info = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32, output_loading_info=True)
+    model, info = AutoModelForCausalLM.from_pretrained(
+        model_dir, dtype=torch.float32, output_loading_info=True
+    )
     assert not any(info.values()), info
     return model.eval()
 
@@ -146,7 +150,9 @@ def test_failed_build_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert list(tmp_path.iterdir()) == []
 
 
-def test_losing_the_rename_race_uses_the_winner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_losing_the_rename_race_uses_the_winner(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     final = tmp_path / embedded.model_dir_name()
 
     def build_while_other_wins(out_dir: Path) -> None:
@@ -182,9 +188,14 @@ def test_weights_match_transformers_layout(hf_model: Any) -> None:
 
 
 def test_tokenizer_matches_raw_tokenizer_json(model_dir: Path, hf_tokenizer: Any) -> None:
+    """AutoTokenizer (a rebuilt Qwen2Tokenizer in transformers 5) encodes like tokenizer.json."""
+    from transformers import PreTrainedTokenizerFast
+
     raw = _raw_tokenizer(model_dir)
     text = "Hello   world!! 12345 don't\n\n  <|im_start|>user\nhi<|im_end|> caf\u00e9 \u00fcber"
-    assert hf_tokenizer(text).input_ids == raw.encode(text).ids
+    expected = raw.encode(text).ids
+    assert hf_tokenizer(text).input_ids == expected
+    assert PreTrainedTokenizerFast.from_pretrained(model_dir)(text).input_ids == expected
     assert hf_tokenizer.decode(hf_tokenizer(text).input_ids) == text
     assert len(hf_tokenizer) == embedded.VOCAB_SIZE
     assert hf_tokenizer.eos_token == "<|endoftext|>"
@@ -253,7 +264,7 @@ def test_greedy_margins_and_variety(hf_model: Any, hf_tokenizer: Any) -> None:
         continuations.append(tokens)
         all_margins += margins
     assert min(all_margins) > MIN_MARGIN
-    assert MIN_MARGIN > 100 * worst_error
+    assert worst_error < MIN_MARGIN / 100
     for tokens in continuations:
         assert len(set(tokens)) >= GREEDY_STEPS // 2
         assert max(tokens) < embedded.BPE_VOCAB_SIZE

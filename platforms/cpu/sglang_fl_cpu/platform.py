@@ -36,6 +36,9 @@ class CpuPlatform(FLPlatform):
     def is_pin_memory_available(self, device=None) -> bool:
         return False
 
+    def get_default_attention_backend(self) -> str:
+        return "torch_native"
+
     def support_cuda_graph(self) -> bool:
         return False
 

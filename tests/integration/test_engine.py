@@ -1,0 +1,98 @@
+"""Real SGLang (``sglang.Engine``) on the embedded model through sglang-fl, loaded by entry points.
+
+Every configuration runs in its own process (SGLang loads plugins once per process). The
+expected dispatch-log lines are the spec-000 recipes adapted to the CPU platform, where the
+reference backend is the only available implementation (FlagGems cannot load on a plain CPU).
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from integration_helpers import clean_env, dispatch_lines, hf_greedy, run_engine
+
+pytestmark = [pytest.mark.sglang, pytest.mark.slow]
+
+MAX_NEW = 20
+LINE = "[OOT-DISPATCH] {} \u2192 reference(reference)"
+ALL_LINES = {LINE.format(c) for c in ("SiluAndMul", "RMSNorm", "RotaryEmbedding")}
+
+
+@pytest.fixture(scope="module")
+def prompts(embedded_model) -> list[list[int]]:
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(embedded_model)
+    texts = ["The quick brown fox", "Once upon a time, in a small village", "1 2 3"]
+    ids = [tok.encode(t) for t in texts]
+    chat = tok.apply_chat_template(
+        [{"role": "user", "content": "What is the capital of France?"}],
+        add_generation_prompt=True, tokenize=False,
+    )  # fmt: skip
+    ids.append(tok.encode(chat, add_special_tokens=False))
+    return ids
+
+
+@pytest.fixture(scope="module")
+def hf_ids(embedded_model, prompts) -> list[list[int]]:
+    return hf_greedy(embedded_model, prompts, MAX_NEW)
+
+
+def _run(embedded_model, prompts, tmp_path, **env):
+    log = tmp_path / "dispatch.log"
+    result, output = run_engine(
+        embedded_model, prompts, MAX_NEW, clean_env(SGLANG_FL_DISPATCH_LOG=str(log), **env)
+    )
+    assert result is not None, output[-4000:]
+    return result, dispatch_lines(log), output
+
+
+def test_default_config_matches_hf_greedy(embedded_model, prompts, hf_ids, tmp_path):
+    result, lines, _ = _run(embedded_model, prompts, tmp_path)
+    assert result["platform"] == "sglang_fl_cpu.platform.CpuPlatform"
+    assert result["output_ids"] == hf_ids
+    assert lines == ALL_LINES
+
+
+def test_recipe_oot_blacklist_removes_rotary_line(embedded_model, prompts, hf_ids, tmp_path):
+    config = tmp_path / "my_config.yaml"
+    config.write_text("prefer: reference\noot_blacklist:\n  - RotaryEmbedding\n")
+    result, lines, _ = _run(embedded_model, prompts, tmp_path, SGLANG_FL_CONFIG=str(config))
+    assert lines == ALL_LINES - {LINE.format("RotaryEmbedding")}
+    assert result["output_ids"] == hf_ids  # SGLang's own forward_native takes over
+
+
+def test_recipe_per_op_with_logged_fallback(embedded_model, prompts, hf_ids, tmp_path):
+    # prefer flagos: FlagGems is unavailable on CPU, so the ops without a per-op entry fall
+    # back to reference with a WARNING naming the skipped implementation and its reason.
+    result, lines, output = _run(
+        embedded_model, prompts, tmp_path,
+        SGLANG_FL_PREFER="flagos", SGLANG_FL_PER_OP="rms_norm=reference;silu_and_mul=reference",
+    )  # fmt: skip
+    assert lines == ALL_LINES
+    assert "Op 'rotary_embedding' fallback to 'reference'" in output
+    assert "flagos: unavailable: FlagGems cannot be imported" in output
+    assert "Op 'rms_norm' fallback" not in output  # chosen by policy, not a fallback
+    assert result["output_ids"] == hf_ids
+
+
+def test_plugins_filter_excluding_us_runs_vanilla(embedded_model, prompts, hf_ids, tmp_path):
+    # SGLANG_PLUGINS allow-lists general plugins by name; SGLANG_PLATFORM keeps our CPU
+    # platform (SGLang has no CPU platform of its own without sgl_kernel).
+    result, lines, output = _run(
+        embedded_model, prompts, tmp_path, SGLANG_PLUGINS="__none__", SGLANG_PLATFORM="sglang_fl"
+    )
+    assert lines == set()
+    assert "Layer 2: dispatching" not in output
+    assert result["output_ids"] == hf_ids
+
+
+def test_bad_config_fails_before_model_load(embedded_model, prompts, tmp_path):
+    start = time.monotonic()
+    result, output = run_engine(embedded_model, prompts, 4, clean_env(SGLANG_FL_PREFER="fastest"))
+    assert result is None
+    assert "SGLANG_FL_PREFER: invalid value 'fastest'" in output
+    assert "accepted: flagos, vendor, reference" in output
+    assert "Load weight" not in output and "load_weight" not in output
+    assert time.monotonic() - start < 120
