@@ -135,7 +135,9 @@ def detect_bundle(bundles: Mapping[str, PlatformBundle]) -> PlatformBundle | Non
         try:
             present = bundle.detect()
         except Exception as exc:
-            raise PlatformError(f"bundle {bundle.name!r}: hardware detection failed: {exc!r}") from exc
+            raise PlatformError(
+                f"bundle {bundle.name!r}: hardware detection failed: {exc!r}"
+            ) from exc
         if present:
             found.append(bundle)
     if not found:

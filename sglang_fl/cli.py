@@ -1,10 +1,10 @@
 """The ``sglang-fl`` command: inspect the effective config and op choices, and serve.
 
-  sglang-fl config [--json]        effective settings and where each came from
-  sglang-fl ops [--json]           per op: candidates, availability, the chosen implementation
-  sglang-fl sample-config PATH     write the documented sample YAML to PATH
-  sglang-fl serve [SGLANG ARGS]    python -m sglang.launch_server with the plugin; without
-                                   --model-path it serves the embedded tiny model
+sglang-fl config [--json]        effective settings and where each came from
+sglang-fl ops [--json]           per op: candidates, availability, the chosen implementation
+sglang-fl sample-config PATH     write the documented sample YAML to PATH
+sglang-fl serve [SGLANG ARGS]    python -m sglang.launch_server with the plugin; without
+                                 --model-path it serves the embedded tiny model
 """
 
 from __future__ import annotations
@@ -79,7 +79,8 @@ def cmd_ops(args: argparse.Namespace, rest: list[str]) -> int:
         print(f"  order: {' > '.join(op['order'])}   chosen: {op['chosen'] or '-'}")
         for cand in op["implementations"]:
             state = "available" if cand["available"] else f"unavailable: {cand['reason']}"
-            print(f"    {cand['impl_id']:<16} kind={cand['kind']:<9} prio={cand['priority']:<4} {state}")
+            impl, kind, prio = cand["impl_id"], cand["kind"], cand["priority"]
+            print(f"    {impl:<16} kind={kind:<9} prio={prio:<4} {state}")
         if op["error"]:
             print(f"  ERROR: {op['error']}")
     return 1 if any(op["error"] for op in report["ops"]) else 0

@@ -8,7 +8,7 @@ whose SGLang import paths come from the version adapter.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from sglang.srt.platforms.device_mixin import PlatformEnum
 from sglang.srt.platforms.interface import SRTPlatform
@@ -21,7 +21,7 @@ class FLPlatform(SRTPlatform):
     _enum = PlatformEnum.OOT
     dispatch_key: str = "native"
     # server args a platform defaults when the user left them unset: name -> value
-    server_arg_defaults: dict[str, Any] = {}
+    server_arg_defaults: ClassVar[dict[str, Any]] = {}
 
     def get_dispatch_key_name(self) -> str:
         """Key under which Layer 2 registers; ``forward_<key>`` is SGLang's own path here."""

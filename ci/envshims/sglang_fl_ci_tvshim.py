@@ -47,11 +47,10 @@ def define_ops() -> None:
 
     if hasattr(torch.ops.torchvision, "nms"):
         return
-    lib = torch.library.Library("torchvision", "DEF")  # noqa: TOR901
+    lib = torch.library.Library("torchvision", "DEF")
     lib.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-    lib.define(
-        "qnms(Tensor dets, Tensor scores, float iou_threshold, float scale, int zero_point) -> Tensor"
-    )
+    qnms = "qnms(Tensor dets, Tensor scores, float iou_threshold, float scale, int zero_point)"
+    lib.define(qnms + " -> Tensor")
     lib.impl("nms", _nms, "CPU")
     sys.modules[__name__]._lib = lib  # keep the library alive
 

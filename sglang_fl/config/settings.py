@@ -194,7 +194,9 @@ def check_token(setting: str, token: str, vendors: Mapping[str, str]) -> str:
     raise ConfigError(setting, token, accepted.rstrip(", "), detail)
 
 
-def check_vendors(setting: str, names: tuple[str, ...], vendors: Mapping[str, str]) -> tuple[str, ...]:
+def check_vendors(
+    setting: str, names: tuple[str, ...], vendors: Mapping[str, str]
+) -> tuple[str, ...]:
     for name in names:
         if name not in vendors:
             raise ConfigError(setting, name, one_of(vendors), "unknown vendor")
@@ -255,7 +257,12 @@ def read_yaml_file(path: Path, setting: str) -> FileConfig:
 def _file_field_error(path: Path, exc: ValidationError) -> ConfigError:
     err = exc.errors()[0]
     # pydantic adds union-branch labels ("str", "list[str]") to the location: drop those only
-    loc = ".".join([str(err["loc"][0]), *(str(p) for p in err["loc"][1:] if str(p) not in ("str", "list[str]"))])
+    loc = ".".join(
+        [
+            str(err["loc"][0]),
+            *(str(p) for p in err["loc"][1:] if str(p) not in ("str", "list[str]")),
+        ]
+    )
     field_name = f"{path}: field '{loc}'"
     if err["type"] == "extra_forbidden":
         return ConfigError(f"{path}: key '{loc}'", err["input"], one_of(YAML_FIELDS), "unknown key")
@@ -317,7 +324,14 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     vendors = known_vendors(bundles)
     bundle, platform_source = _select_platform(env, bundles)
     user = _user_file(env)
-    layers = _Layers(env, user, (bundle.name, read_yaml_file(bundle.config_file, f"platform YAML of bundle {bundle.name!r}")))
+    layers = _Layers(
+        env,
+        user,
+        (
+            bundle.name,
+            read_yaml_file(bundle.config_file, f"platform YAML of bundle {bundle.name!r}"),
+        ),
+    )
     layers.record("platform", platform_source)
 
     values: dict[str, Any] = {"platform": bundle.name}
@@ -342,7 +356,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     values["log_level"] = _resolve(layers, "log_level", "INFO",
         from_env=lambda s, raw: check_choice(s, raw, LOG_LEVELS, upper=True))  # fmt: skip
     values["flaggems_record"] = _resolve(layers, "flaggems_record", False, from_env=parse_bool)
-    values["flaggems_log_path"] = _resolve(layers, "flaggems_log_path", None, from_env=check_log_path)
+    values["flaggems_log_path"] = _resolve(
+        layers, "flaggems_log_path", None, from_env=check_log_path
+    )
     values["flaggems_log_once"] = _resolve(layers, "flaggems_log_once", True, from_env=parse_bool)
     values["config_file"] = user[0] if user else None
     return Settings(**values, sources=dict(layers.sources))
@@ -435,8 +451,8 @@ def _reject_unknown_env(env: Mapping[str, str]) -> None:
     """A mistyped SGLANG_FL_* variable must not be silently ignored."""
     for name in env:
         if name.startswith("SGLANG_FL_") and name not in KNOWN_ENV:
-            raise ConfigError(name, env[name], "known variables: " + one_of(
-                n for n in KNOWN_ENV if n.startswith("SGLANG_FL_")), "unknown sglang-fl variable")  # fmt: skip
+            known = one_of(n for n in KNOWN_ENV if n.startswith("SGLANG_FL_"))
+            raise ConfigError(name, env[name], f"known variables: {known}", "unknown variable")
 
 
 @functools.cache

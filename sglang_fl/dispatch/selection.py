@@ -165,7 +165,10 @@ def _check_first_choice(
     first = [(b, reason) for index, b, reason in entries if index == 0]
     if any(reason is None for _, reason in first):
         return
-    why = "; ".join(f"{b.impl_id} is {r}" for b, r in first) or "no registered implementation matches it"
+    why = (
+        "; ".join(f"{b.impl_id} is {r}" for b, r in first)
+        or "no registered implementation matches it"
+    )
     raise DispatchError(
         f"strict mode: op {op!r} cannot use its first choice {order[0]!r}: {why}. Fix the "
         f"environment, change the order (prefer / op_backends / SGLANG_FL_PER_OP), or unset "

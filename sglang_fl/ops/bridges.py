@@ -58,8 +58,11 @@ class SiluAndMulBridge(Bridge):
 class _NormBridge(Bridge):
     """RMSNorm and GemmaRMSNorm: ``forward(x, residual=None, post_residual_addition=None)``.
 
-    Semantics kept from SGLang: ``post_residual_addition`` is added to the residual before the
-    fused add; with a residual the result is ``(normed, x + residual)``, otherwise ``normed``.
+    Semantics kept from SGLang's kernel paths (CUDA, NPU, CPU-AMX, MUSA, HIP):
+    ``post_residual_addition`` is first added to the residual in the input dtype, then fused
+    into the add + norm; with a residual the result is ``(normed, x + residual)``, otherwise
+    ``normed``. (SGLang's ``forward_native`` instead sums all three in fp32; the results differ
+    by at most one rounding of ``residual + post``, see tests/backends.)
     """
 
     def params(self, module, args, kwargs):
@@ -149,5 +152,10 @@ class RotaryEmbeddingBridge(Bridge):
 
 BRIDGES: dict[str, Bridge] = {
     bridge.op: bridge
-    for bridge in (SiluAndMulBridge(), RMSNormBridge(), GemmaRMSNormBridge(), RotaryEmbeddingBridge())
+    for bridge in (
+        SiluAndMulBridge(),
+        RMSNormBridge(),
+        GemmaRMSNormBridge(),
+        RotaryEmbeddingBridge(),
+    )
 }

@@ -244,19 +244,6 @@ def _assert_post_residual_close(ours, theirs, x, residual, post, weight):
     assert ((ours[0].double() - out64).abs() <= 2 * out_bound).all()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="divergence (bridges.py, not the reference math): for RMSNorm, forward_native "
-    "adds (x + residual) + post in fp32, the bridge adds residual + post in the input dtype "
-    "first; bf16 results differ by rounding (1 ulp of residual + post)",
-)
-def test_rms_norm_post_residual_addition_bit_exact_bf16():
-    module = _rms_norm(128, torch.float32, seed=50)
-    x, residual, post = (_randn(9, 128, dtype=torch.bfloat16, seed=s) for s in (51, 52, 53))
-    forward, _ = _reference_forward("rms_norm", module, (x, residual))
-    _assert_same(forward(x, residual, post), module.forward_native(x, residual, post))
-
-
 @pytest.mark.parametrize(
     ("kwargs", "reason"),
     [

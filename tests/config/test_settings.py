@@ -524,7 +524,7 @@ SAMPLE = _CONFIG_DIR / "sample.yaml"
 
 def test_sample_config_exists_where_spec_says():
     assert SAMPLE.is_file()
-    assert _CONFIG_DIR == Path(settings_mod.__file__).resolve().parent
+    assert Path(settings_mod.__file__).resolve().parent == _CONFIG_DIR
 
 
 def test_sample_config_loads_via_sglang_fl_config():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 import psutil
 
 from sglang_fl.platform_base import FLPlatform
@@ -11,7 +13,7 @@ class CpuPlatform(FLPlatform):
     device_name = "cpu"
     device_type = "cpu"
     dispatch_key = "native"
-    server_arg_defaults = {
+    server_arg_defaults: ClassVar[dict[str, Any]] = {
         "device": "cpu",
         "attention_backend": "torch_native",
         "sampling_backend": "pytorch",
