@@ -452,7 +452,8 @@ def _reject_unknown_env(env: Mapping[str, str]) -> None:
     for name in env:
         if name.startswith("SGLANG_FL_") and name not in KNOWN_ENV:
             known = one_of(n for n in KNOWN_ENV if n.startswith("SGLANG_FL_"))
-            raise ConfigError(name, env[name], f"known variables: {known}", "unknown variable")
+            detail = "unknown sglang-fl variable"
+            raise ConfigError(name, env[name], f"known variables: {known}", detail)
 
 
 @functools.cache
