@@ -75,6 +75,7 @@ def _published_server_args():
 
         set_global_server_args_for_scheduler(ServerArgs(model_path="dummy"))
 
+
 DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 EXACT = {"rtol": 0.0, "atol": 0.0}
 
