@@ -96,3 +96,16 @@ def test_bad_config_fails_before_model_load(embedded_model, prompts, tmp_path):
     assert "accepted: flagos, vendor, reference" in output
     assert "Load weight" not in output and "load_weight" not in output
     assert time.monotonic() - start < 120
+
+
+def test_tensor_parallel_2_over_gloo_matches_tp1(embedded_model, prompts, hf_ids, tmp_path):
+    # Two scheduler processes on CPU, all-reduce over gloo (the CPU bundle's backend); the CPU
+    # platform splits the cores between the ranks (SGLang otherwise wants one NUMA node each).
+    log = tmp_path / "dispatch.log"
+    env = clean_env(SGLANG_FL_DISPATCH_LOG=str(log))
+    env.pop("SGLANG_CPU_OMP_THREADS_BIND", None)
+    result, output = run_engine(embedded_model, prompts, MAX_NEW, env, tp_size=2)
+    assert result is not None, output[-4000:]
+    assert result["output_ids"] == hf_ids
+    raw = log.read_text().splitlines()
+    assert set(raw) == ALL_LINES and len(raw) == 2 * len(ALL_LINES)  # one set per rank

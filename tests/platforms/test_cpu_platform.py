@@ -10,6 +10,9 @@ pytestmark = pytest.mark.sglang
 
 
 def make():
+    # SGLang resolves its platform while `sglang` itself is imported; import it first, as
+    # SGLang does, so the platform module is not the one that starts SGLang's import.
+    import sglang.srt.platforms  # noqa: F401
     from sglang_fl_cpu.platform import CpuPlatform
 
     return CpuPlatform()
@@ -42,3 +45,32 @@ def test_allocator_factory_picks_token_allocator_for_page_size_one():
     kv = SimpleNamespace()
     alloc = factory(64, page_size=1, dtype=None, device="cpu", kvcache=kv, need_sort=False)
     assert isinstance(alloc, TokenToKVPoolAllocator)
+
+
+@pytest.mark.parametrize(
+    ("cores", "ranks", "expected"),
+    [
+        ([0, 1], 2, "0|1"),
+        ([0, 1, 2, 3, 4], 2, "0-2|3-4"),
+        ([0], 2, "0|0"),
+        ([0, 2, 4, 6], 2, "0,2|4,6"),
+    ],
+)
+def test_core_split(cores, ranks, expected):
+    from sglang_fl_cpu.platform import core_split
+
+    assert core_split(cores, ranks) == expected
+
+
+def test_more_ranks_than_numa_nodes_get_a_core_split(monkeypatch):
+    monkeypatch.delenv("SGLANG_CPU_OMP_THREADS_BIND", raising=False)
+    args = SimpleNamespace(device=None, attention_backend=None, sampling_backend=None,
+                           mem_fraction_static=None, tp_size=2, pp_size=1, dp_size=1)  # fmt: skip
+    make().apply_server_args_defaults(args)
+    import os
+
+    groups = os.environ["SGLANG_CPU_OMP_THREADS_BIND"].split("|")
+    assert len(groups) == 2
+    monkeypatch.setenv("SGLANG_CPU_OMP_THREADS_BIND", "0|0")
+    make().apply_server_args_defaults(args)
+    assert os.environ["SGLANG_CPU_OMP_THREADS_BIND"] == "0|0"  # the user's choice stays

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any, ClassVar
 
 import psutil
@@ -51,3 +53,46 @@ class CpuPlatform(FLPlatform):
         super().apply_server_args_defaults(server_args)
         # No graph capture on CPU, whatever the user asked for.
         server_args.disable_cuda_graph = True
+        ranks = _world_size(server_args)
+        if ranks > _numa_nodes() and not os.environ.get(THREADS_BIND_ENV):
+            # SGLang's CPU path binds one rank per NUMA node and refuses more ranks than
+            # nodes unless told which cores each rank gets: split this process's cores evenly.
+            # Set in the launcher process before the scheduler processes are spawned.
+            os.environ[THREADS_BIND_ENV] = core_split(sorted(os.sched_getaffinity(0)), ranks)
+
+
+THREADS_BIND_ENV = "SGLANG_CPU_OMP_THREADS_BIND"
+
+
+def _world_size(server_args) -> int:
+    sizes = (getattr(server_args, name, 1) or 1 for name in ("tp_size", "pp_size", "dp_size"))
+    world = 1
+    for size in sizes:
+        world *= int(size)
+    return world
+
+
+def _numa_nodes() -> int:
+    nodes = list(Path("/sys/devices/system/node").glob("node[0-9]*"))
+    return max(1, len(nodes))
+
+
+def core_split(cores: list[int], ranks: int) -> str:
+    """``SGLANG_CPU_OMP_THREADS_BIND`` value giving each rank a contiguous share of ``cores``
+    (ranks share cores round-robin when there are fewer cores than ranks)."""
+    if len(cores) < ranks:
+        return "|".join(str(cores[i % len(cores)]) for i in range(ranks))
+    share, extra = divmod(len(cores), ranks)
+    groups, start = [], 0
+    for rank in range(ranks):
+        end = start + share + (1 if rank < extra else 0)
+        groups.append(_cpu_list(cores[start:end]))
+        start = end
+    return "|".join(groups)
+
+
+def _cpu_list(cores: list[int]) -> str:
+    """``0-3`` for a contiguous run (the form SGLang documents), else ``0,2,5``."""
+    if len(cores) > 1 and cores == list(range(cores[0], cores[-1] + 1)):
+        return f"{cores[0]}-{cores[-1]}"
+    return ",".join(str(c) for c in cores)
