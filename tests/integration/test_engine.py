@@ -88,6 +88,13 @@ def test_plugins_filter_excluding_us_runs_vanilla(embedded_model, prompts, hf_id
     assert result["output_ids"] == hf_ids
 
 
+def test_oot_disabled_leaves_every_op_on_sglangs_path(embedded_model, prompts, hf_ids, tmp_path):
+    result, lines, output = _run(embedded_model, prompts, tmp_path, SGLANG_FL_OOT_ENABLED="0")
+    assert lines == set()
+    assert "Layer 2 (fused-op dispatch) disabled by SGLANG_FL_OOT_ENABLED=0" in output
+    assert result["output_ids"] == hf_ids
+
+
 def test_bad_config_fails_before_model_load(embedded_model, prompts, tmp_path):
     start = time.monotonic()
     result, output = run_engine(embedded_model, prompts, 4, clean_env(SGLANG_FL_PREFER="fastest"))
