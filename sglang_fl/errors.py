@@ -43,6 +43,32 @@ class UnsupportedSGLangError(SglangFLError, RuntimeError):
     """The installed SGLang version is outside the supported range."""
 
 
+class FlagCXError(SglangFLError, RuntimeError):
+    """Base of FlagCX failures: the library cannot be used, or a call failed."""
+
+
+class FlagCXLibraryError(FlagCXError):
+    """libflagcx.so is missing, cannot be loaded, lacks a symbol, or has an unsupported version."""
+
+
+class FlagCXCallError(FlagCXError):
+    """A FlagCX function returned a non-zero ``flagcxResult_t``."""
+
+    def __init__(self, function: str, code: int, reason: str) -> None:
+        self.function = function
+        self.code = code
+        self.reason = reason
+        super().__init__(f"{function} failed with flagcxResult_t {code} ({reason})")
+
+
+class FlagCXUnsupportedError(SglangFLError, TypeError):
+    """A torch dtype or reduce op that FlagCX has no enum value for."""
+
+
+class FlagCXUsageError(SglangFLError, ValueError):
+    """Arguments FlagCX cannot run on (tensor layout, sizes, ranks), or a closed communicator."""
+
+
 def one_of(choices: Iterable[str]) -> str:
     """Format a set of accepted values for an error message."""
     items = sorted(choices)
