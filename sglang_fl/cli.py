@@ -5,6 +5,7 @@ sglang-fl ops [--json]           per op: candidates, availability, the chosen im
 sglang-fl sample-config PATH     write the documented sample YAML to PATH
 sglang-fl serve [SGLANG ARGS]    python -m sglang.launch_server with the plugin; without
                                  --model-path it serves the embedded tiny model
+sglang-fl bench dispatch         per-call cost of dispatch vs calling the kernel directly
 """
 
 from __future__ import annotations
@@ -51,6 +52,11 @@ def _parser() -> argparse.ArgumentParser:
         description="Every argument is passed to sglang.launch_server.",
     )  # fmt: skip
     serve.set_defaults(handler=cmd_serve)
+    bench = sub.add_parser("bench", help="benchmarks")
+    bench.add_argument("what", choices=["dispatch"], help="dispatch: per-call overhead")
+    bench.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    bench.add_argument("--json", action="store_true", help="one JSON object")
+    bench.set_defaults(handler=cmd_bench)
     return parser
 
 
@@ -105,6 +111,20 @@ def cmd_serve(args: argparse.Namespace, rest: list[str]) -> int:
     print("sglang-fl: exec " + " ".join(argv), file=sys.stderr, flush=True)
     os.execv(sys.executable, argv)
     return 0  # not reached
+
+
+def cmd_bench(args: argparse.Namespace, rest: list[str]) -> int:
+    from sglang_fl.bench.dispatch_overhead import run
+
+    results = [r.as_dict() for r in run(args.device)]
+    if args.json:
+        print(json.dumps({"device": args.device, "results": results}, indent=2))
+        return 0
+    header = ("op", "impl", "module(...) us", "installed fwd us", "kernel us", "sglang-fl adds us")
+    keys = ("through_sglang_us", "installed_forward_us", "kernel_direct_us", "overhead_us")
+    rows = [(r["op"], r["impl_id"], *(f"{r[k]:.2f}" for k in keys)) for r in results]
+    _print_table(header, rows)
+    return 0
 
 
 def serve_args(rest: list[str]) -> list[str]:

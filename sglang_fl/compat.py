@@ -154,3 +154,16 @@ def allocator_factory() -> Callable[..., object]:
         return PagedTokenToKVPoolAllocator(size, page_size, dtype, device, kvcache, need_sort)
 
     return make_allocator
+
+
+def publish_default_server_args() -> None:
+    """Give op constructors the global server args a running server would have published.
+
+    SGLang < 0.5.18 reads them in some fused-op constructors (SiluAndMul, RotaryEmbedding);
+    needed only when building op modules outside a server (benchmarks, tests).
+    """
+    if sglang_version() >= Version("0.5.18"):
+        return
+    from sglang.srt.server_args import ServerArgs, set_global_server_args_for_scheduler
+
+    set_global_server_args_for_scheduler(ServerArgs(model_path="dummy"))

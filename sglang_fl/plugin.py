@@ -17,6 +17,12 @@ from sglang_fl.errors import SglangFLError
 
 logger = logging.getLogger(__name__)
 _loaded_pid: int | None = None
+_dispatcher = None  # this process's Layer 2 Dispatcher, once installed
+
+
+def active_dispatcher():
+    """The Layer 2 dispatcher installed in this process (None if Layer 2 is not active)."""
+    return _dispatcher
 
 
 @contextlib.contextmanager
@@ -44,7 +50,7 @@ def activate_platform() -> str | None:
 
 def load_plugin() -> None:
     """Validate the configuration and install Layers 1 and 2 in this process (idempotent)."""
-    global _loaded_pid
+    global _loaded_pid, _dispatcher
     if _loaded_pid == os.getpid():
         return
     _loaded_pid = os.getpid()
@@ -67,7 +73,7 @@ def load_plugin() -> None:
                 type(platform).__name__,
             )
             return
-        install_layer2(settings, platform.get_dispatch_key_name())
+        _dispatcher = install_layer2(settings, platform.get_dispatch_key_name())
 
 
 def _current_platform():

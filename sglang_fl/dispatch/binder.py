@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import logging
 import threading
+import weakref
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -23,6 +25,15 @@ from sglang_fl.errors import DispatchError
 from sglang_fl.ops.bridges import Bridge, Forward
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Binding:
+    """What an instance was bound to (for diagnostics and benchmarks, never the hot path)."""
+
+    impl_id: str
+    kernel: Callable[..., Any]
+    forward: Forward
 
 
 class Dispatcher:
@@ -45,6 +56,7 @@ class Dispatcher:
         self.own_path = own_path
         self._announced: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
+        self.bindings: weakref.WeakKeyDictionary[nn.Module, Binding] = weakref.WeakKeyDictionary()
 
     def trampoline(self, bridge: Bridge, class_name: str) -> Callable[..., Any]:
         """The function registered with SGLang for ``class_name``; runs once per instance."""
@@ -98,8 +110,11 @@ class Dispatcher:
         if candidate.impl.mutates_inputs:
             snapshot = [(t, t.clone()) for t in bridge.mutable_tensors(args, kwargs)]
         try:
-            forward = bridge.forward(module, candidate.impl.bind(params), own)
-            return forward, forward(*args, **kwargs)
+            kernel = candidate.impl.bind(params)
+            forward = bridge.forward(module, kernel, own)
+            result = forward(*args, **kwargs)
+            self.bindings[module] = Binding(candidate.impl_id, kernel, forward)
+            return forward, result
         except Exception as exc:
             if plan.strict:
                 raise DispatchError(

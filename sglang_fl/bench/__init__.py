@@ -1,0 +1,1 @@
+"""Benchmarks shipped with sglang-fl (``sglang-fl bench ...``); results go to docs/."""
