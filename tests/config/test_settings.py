@@ -111,6 +111,8 @@ def _sub(value: Any, tmp_path: Path, user_path: Path) -> Any:
 
 P = pytest.param
 FV = {"vendor": True}
+# only the real cpu bundle, whatever else is installed (e.g. the ascend bundle, a vendor)
+CPU_ONLY = {"vendor": False}
 PICK = "SGLANG_FL_PLATFORM"
 
 # (env, user YAML or None, field, expected value, expected source, bundle options)
@@ -354,7 +356,7 @@ ERRORS = [
       ["SGLANG_FL_ALLOW_VENDORS", "'nvidia'", "unknown vendor", "accepted: fakevendor, fv"], FV,
       id="allow-unknown-vendor"),
     P({"SGLANG_FL_ALLOW_VENDORS": "cuda"}, None,
-      ["SGLANG_FL_ALLOW_VENDORS", "'cuda'", "accepted: (none available)"], {},
+      ["SGLANG_FL_ALLOW_VENDORS", "'cuda'", "accepted: (none available)"], CPU_ONLY,
       id="allow-any-vendor-with-no-vendor-bundle"),
     P({"SGLANG_FL_DENY_VENDORS": "ascend"}, None,
       ["SGLANG_FL_DENY_VENDORS", "'ascend'", "unknown vendor", "accepted: fakevendor, fv"], FV,
@@ -472,7 +474,8 @@ ERRORS = [
       ["SGLANG_FL_PREFFER", "'vendor'", "unknown sglang-fl variable", "SGLANG_FL_PREFER",
        "SGLANG_FL_CONFIG"], {}, id="unknown-variable"),
     P({"SGLANG_FL_PLATFORM": "nonexistent"}, None,
-      ["SGLANG_FL_PLATFORM", "'nonexistent'", "accepted: cpu"], {}, id="platform-unknown"),
+      ["SGLANG_FL_PLATFORM", "'nonexistent'", "accepted: cpu"], CPU_ONLY,
+      id="platform-unknown"),
     P({"SGLANG_FL_PLATFORM": "nvidia"}, None,
       ["SGLANG_FL_PLATFORM", "'nvidia'", "accepted: cpu, fakevendor, fv"], FV,
       id="platform-unknown-lists-aliases"),
