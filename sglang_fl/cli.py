@@ -120,8 +120,10 @@ def cmd_bench(args: argparse.Namespace, rest: list[str]) -> int:
     if args.json:
         print(json.dumps({"device": args.device, "results": results}, indent=2))
         return 0
-    header = ("op", "impl", "module(...) us", "installed fwd us", "kernel us", "sglang-fl adds us")
-    keys = ("through_sglang_us", "installed_forward_us", "kernel_direct_us", "overhead_us")
+    header = ("op", "impl", "module(...) us", "installed fwd us", "kernel us", "fwd-kernel us",
+              "bridge only us")  # fmt: skip
+    keys = ("through_sglang_us", "installed_forward_us", "kernel_direct_us", "overhead_us",
+            "bridge_only_us")  # fmt: skip
     rows = [(r["op"], r["impl_id"], *(f"{r[k]:.2f}" for k in keys)) for r in results]
     _print_table(header, rows)
     return 0

@@ -6,6 +6,10 @@ forward sglang-fl installed — and (b) the same bound kernel called directly wi
 inputs, and (c) the installed forward called directly. (c) - (b) is what sglang-fl adds per
 call; (a) - (c) is nn.Module and SGLang's own ``forward`` wrapper, which exist without the
 plugin too. Tiny tensors keep kernel time small so overhead shows.
+
+Kernel-time noise can hide a sub-microsecond difference, so the bridge is also timed exactly:
+the same bridge wrapped around a do-nothing kernel, minus that kernel's own call
+(``bridge_only_us``).
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
+
+from sglang_fl.ops.bridges import BRIDGES
 
 ITERATIONS = 20000
 REPEATS = 15
@@ -32,6 +38,7 @@ class OverheadResult:
     through_sglang_us: float
     installed_forward_us: float
     kernel_direct_us: float
+    bridge_only_us: float
 
     @property
     def overhead_us(self) -> float:
@@ -84,15 +91,23 @@ def run(device: str = "cpu") -> list[OverheadResult]:
 def _measure(op, module, args, dispatcher, device, sync) -> OverheadResult:
     module(*args)  # first call: binds and installs the forward
     binding = dispatcher.bindings[module]
-    through, installed, direct = per_call_us(
+    bridged_null = BRIDGES[op.split("+")[0]].forward(module, _null_kernel, module.forward_native)
+    through, installed, direct, bridged, null = per_call_us(
         [
             lambda: module(*args),
             lambda: binding.forward(*args),
             _direct_call(op, binding.kernel, args),
+            lambda: bridged_null(*args),
+            _direct_call(op, _null_kernel, args),
         ],
         sync=sync,
     )
-    return OverheadResult(op, binding.impl_id, device, through, installed, direct)
+    bridge_only = max(0.0, bridged - null)
+    return OverheadResult(op, binding.impl_id, device, through, installed, direct, bridge_only)
+
+
+def _null_kernel(*args: Any) -> None:
+    return None
 
 
 def _cases(device: str):
