@@ -61,6 +61,8 @@ def load_plugin() -> None:
     from sglang_fl.logs import configure_logging
 
     with fatal_errors():
+        if _no_platform_applies():
+            return
         settings = get_settings()
         configure_logging(settings)
         compat.check_version()
@@ -74,6 +76,22 @@ def load_plugin() -> None:
             )
             return
         _dispatcher = install_layer2(settings, platform.get_dispatch_key_name())
+
+
+def _no_platform_applies() -> bool:
+    """True (with a warning) when no installed bundle matches this machine and none is forced:
+    sglang-fl then stays out of the way and SGLang runs on its own."""
+    from sglang_fl.bundles import detect_bundle, discover_bundles
+    from sglang_fl.config import ENV
+
+    bundles = discover_bundles()
+    if os.environ.get(ENV["platform"], "").strip() or detect_bundle(bundles) is not None:
+        return False
+    logger.warning(
+        "sglang-fl inactive: no installed platform bundle (%s) matches this machine; set "
+        "%s to force one", ", ".join(sorted(bundles)), ENV["platform"],
+    )  # fmt: skip
+    return True
 
 
 def _current_platform():

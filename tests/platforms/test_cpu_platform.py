@@ -74,3 +74,13 @@ def test_more_ranks_than_numa_nodes_get_a_core_split(monkeypatch):
     monkeypatch.setenv("SGLANG_CPU_OMP_THREADS_BIND", "0|0")
     make().apply_server_args_defaults(args)
     assert os.environ["SGLANG_CPU_OMP_THREADS_BIND"] == "0|0"  # the user's choice stays
+
+
+def test_cpu_bundle_detects_only_without_an_accelerator(monkeypatch):
+    import torch
+    from sglang_fl_cpu import BUNDLE
+
+    monkeypatch.setattr(torch.accelerator, "is_available", lambda: False)
+    assert BUNDLE.detect() is True
+    monkeypatch.setattr(torch.accelerator, "is_available", lambda: True)
+    assert BUNDLE.detect() is False  # a GPU/NPU host is not the CPU platform's
