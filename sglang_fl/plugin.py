@@ -38,14 +38,13 @@ def fatal_errors() -> Iterator[None]:
 
 def activate_platform() -> str | None:
     """The SGLang platform class of the detected (or forced) bundle; None if none applies."""
-    from sglang_fl.bundles import detect_bundle, discover_bundles
-    from sglang_fl.config import ENV, get_settings
+    from sglang_fl.bundles import discover_bundles
+    from sglang_fl.config import get_settings
 
     with fatal_errors():
-        bundles = discover_bundles()
-        if not os.environ.get(ENV["platform"], "").strip() and detect_bundle(bundles) is None:
+        if not _platform_applies():
             return None
-        return bundles[get_settings().platform].platform_class
+        return discover_bundles()[get_settings().platform].platform_class
 
 
 def load_plugin() -> None:
@@ -61,14 +60,20 @@ def load_plugin() -> None:
     from sglang_fl.logs import configure_logging
 
     with fatal_errors():
-        if _no_platform_applies():
+        if not _platform_applies():
+            logger.warning(
+                "sglang-fl inactive: no installed platform bundle matches this machine; set "
+                "SGLANG_FL_PLATFORM to force one (`sglang-fl config` lists them)"
+            )
             return
         settings = get_settings()
         configure_logging(settings)
         compat.check_version()
         install_layer1(settings)
         platform = _current_platform()
-        if platform is None or not platform.is_out_of_tree():
+        from sglang_fl.platform_base import FLPlatform
+
+        if not isinstance(platform, FLPlatform):
             logger.warning(
                 "sglang-fl Layer 2 inactive: the active SGLang platform (%s) is not sglang-fl's; "
                 "set SGLANG_PLATFORM=sglang_fl or check SGLANG_PLUGINS",
@@ -78,20 +83,13 @@ def load_plugin() -> None:
         _dispatcher = install_layer2(settings, platform.get_dispatch_key_name())
 
 
-def _no_platform_applies() -> bool:
-    """True (with a warning) when no installed bundle matches this machine and none is forced:
-    sglang-fl then stays out of the way and SGLang runs on its own."""
+def _platform_applies() -> bool:
+    """A bundle is forced (SGLANG_FL_PLATFORM) or one detects its hardware here."""
     from sglang_fl.bundles import detect_bundle, discover_bundles
     from sglang_fl.config import ENV
 
-    bundles = discover_bundles()
-    if os.environ.get(ENV["platform"], "").strip() or detect_bundle(bundles) is not None:
-        return False
-    logger.warning(
-        "sglang-fl inactive: no installed platform bundle (%s) matches this machine; set "
-        "%s to force one", ", ".join(sorted(bundles)), ENV["platform"],
-    )  # fmt: skip
-    return True
+    forced = os.environ.get(ENV["platform"], "").strip()
+    return bool(forced) or detect_bundle(discover_bundles()) is not None
 
 
 def _current_platform():
