@@ -6,6 +6,9 @@ sglang-fl sample-config PATH     write the documented sample YAML to PATH
 sglang-fl serve [SGLANG ARGS]    python -m sglang.launch_server with the plugin; without
                                  --model-path it serves the embedded tiny model
 sglang-fl bench dispatch         per-call cost of dispatch vs calling the kernel directly
+sglang-fl bench ops              fused ops per backend vs the vendor kernel (GPU)
+sglang-fl bench e2e              SGLang without vs with the plugin, end to end (GPU)
+sglang-fl bench aten             measure the default set of ATen ops FlagGems replaces (GPU)
 """
 
 from __future__ import annotations
@@ -53,10 +56,37 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     serve.set_defaults(handler=cmd_serve)
     bench = sub.add_parser("bench", help="benchmarks")
-    bench.add_argument("what", choices=["dispatch"], help="dispatch: per-call overhead")
-    bench.add_argument("--device", default="cpu", help="torch device (default: cpu)")
-    bench.add_argument("--json", action="store_true", help="one JSON object")
-    bench.set_defaults(handler=cmd_bench)
+    kinds = bench.add_subparsers(dest="what", required=True)
+    dispatch = kinds.add_parser("dispatch", help="per-call cost of dispatch vs the bound kernel")
+    dispatch.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    dispatch.add_argument("--json", action="store_true", help="one JSON object")
+    dispatch.set_defaults(handler=cmd_bench_dispatch)
+    ops_bench = kinds.add_parser("ops", help="fused ops per backend vs the vendor kernel (GPU)")
+    ops_bench.add_argument("--device", default="cuda", help="torch device (default: cuda)")
+    ops_bench.add_argument("--dtype", default="bfloat16", choices=DTYPE_NAMES)
+    ops_bench.add_argument(
+        "--tokens",
+        type=_int_list,
+        default=None,
+        help="comma-separated token counts (default: 1,64,1024,8192,32768)",
+    )
+    ops_bench.add_argument("--reference", action="store_true", help="also time the reference")
+    ops_bench.add_argument("--plot", metavar="FILE.png", help="draw latency vs tokens")
+    ops_bench.add_argument("--json", metavar="FILE", help="also write the full report here")
+    ops_bench.set_defaults(handler=cmd_bench_ops)
+    e2e = kinds.add_parser("e2e", help="SGLang without vs with the plugin, end to end (GPU)")
+    e2e.add_argument("--batch-sizes", type=_int_list, default=None, help="default: 1,64,256")
+    e2e.add_argument("--repeats", type=int, default=3)
+    e2e.add_argument("--output-tokens", type=int, default=128)
+    e2e.add_argument("--json", metavar="FILE", help="also write the full report here")
+    e2e.set_defaults(handler=cmd_bench_e2e)
+    aten = kinds.add_parser("aten", help="measure which ATen ops FlagGems should replace (GPU)")
+    aten.add_argument("--trace", type=Path, help="use this trace (JSON lines) instead of a run")
+    aten.add_argument("--keep-trace", type=Path, help="write the trace run's file here")
+    aten.add_argument("--write-yaml", type=Path, metavar="PLATFORM.yaml",
+                      help="rewrite the measured flagos_whitelist block of this YAML")  # fmt: skip
+    aten.add_argument("--json", metavar="FILE", help="also write the full report here")
+    aten.set_defaults(handler=cmd_bench_aten)
     return parser
 
 
@@ -113,7 +143,7 @@ def cmd_serve(args: argparse.Namespace, rest: list[str]) -> int:
     return 0  # not reached
 
 
-def cmd_bench(args: argparse.Namespace, rest: list[str]) -> int:
+def cmd_bench_dispatch(args: argparse.Namespace, rest: list[str]) -> int:
     from sglang_fl.bench.dispatch_overhead import run
 
     results = [r.as_dict() for r in run(args.device)]
@@ -127,6 +157,104 @@ def cmd_bench(args: argparse.Namespace, rest: list[str]) -> int:
     rows = [(r["op"], r["impl_id"], *(f"{r[k]:.2f}" for k in keys)) for r in results]
     _print_table(header, rows)
     return 0
+
+
+def cmd_bench_ops(args: argparse.Namespace, rest: list[str]) -> int:
+    from sglang_fl.bench import ops_bench
+
+    tokens = tuple(args.tokens) if args.tokens else ops_bench.TOKENS
+    copy_gbps, results = ops_bench.run(
+        args.device, args.dtype, tokens, include_reference=args.reference
+    )
+    env = _environment(args.device)
+    if args.plot:
+        ops_bench.plot(results, args.plot, f"{env['device_name']}, {args.dtype}")
+    if args.json:
+        data = {"environment": env, "copy_gbps": copy_gbps,
+                "results": [r.as_dict() for r in results]}  # fmt: skip
+        Path(args.json).write_text(json.dumps(data, indent=2), encoding="utf-8")
+    print(f"{env['device_name']}: device copy bandwidth {copy_gbps:.0f} GB/s")
+    rows = [(r.op, r.impl, str(r.tokens), f"{r.latency_us:.1f}", f"{r.gbps:.0f}",
+             f"{r.copy_fraction:.0%}", "-" if r.vs_vendor is None else f"{r.vs_vendor:.2f}x")
+            for r in results]  # fmt: skip
+    _print_table(("op", "impl", "tokens", "us", "GB/s", "of copy", "vs vendor"), rows)
+    return 0
+
+
+def cmd_bench_e2e(args: argparse.Namespace, rest: list[str]) -> int:
+    from sglang_fl.bench import e2e
+
+    report = e2e.run(
+        batch_sizes=tuple(args.batch_sizes or e2e.BATCH_SIZES),
+        repeats=args.repeats,
+        output_tokens=args.output_tokens,
+    )
+    report["environment"] = _environment("cuda")
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2), encoding="utf-8")
+    batches = report["spec"]["batch_sizes"]
+    header = ["configuration", *(f"bs={b} tok/s (spread) ratio" for b in batches)]
+    _print_table(header, e2e.summary_rows(report))
+    for res in report["results"]:
+        if "error" in res:
+            print(f"\n{res['name']} failed:\n{res['error']}", file=sys.stderr)
+        for line in res.get("dispatch", []):
+            print(f"  {res['name']}: {line}")
+    return 1 if any("error" in r for r in report["results"]) else 0
+
+
+def cmd_bench_aten(args: argparse.Namespace, rest: list[str]) -> int:
+    import tempfile
+
+    from sglang_fl.bench import aten_set
+
+    with tempfile.TemporaryDirectory(prefix="sglang-fl-aten-") as tmp:
+        trace = args.trace or aten_set.trace(args.keep_trace or Path(tmp) / "trace.jsonl")
+        report = aten_set.measure(trace)
+    report["environment"] = _environment("cuda")
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2), encoding="utf-8")
+    rows = [(r["function"], "kept" if r["kept"] else "not kept", r["reason"])
+            for r in report["functions"]]  # fmt: skip
+    _print_table(("FlagGems op", "verdict", "why"), rows)
+    block = aten_set.whitelist_block(report, report["environment"])
+    if args.write_yaml:
+        aten_set.write_yaml(args.write_yaml, block)
+        print(f"wrote the measured set into {args.write_yaml}")
+    else:
+        print(block)
+    return 0
+
+
+DTYPE_NAMES = ("bfloat16", "float16", "float32")
+
+
+def _int_list(raw: str) -> list[int]:
+    try:
+        values = [int(v) for v in raw.split(",") if v.strip()]
+    except ValueError:
+        message = f"expected comma-separated integers, got {raw!r}"
+        raise argparse.ArgumentTypeError(message) from None
+    if not values or any(v <= 0 for v in values):
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {raw!r}")
+    return values
+
+
+def _environment(device: str) -> dict[str, str]:
+    """What a figure needs next to it: date, device, versions."""
+    import datetime
+    from importlib.metadata import PackageNotFoundError, version
+
+    import torch
+
+    versions = {}
+    for dist in ("torch", "triton", "sglang", "sglang-kernel", "flag-gems", "sglang-fl"):
+        try:
+            versions[dist] = version(dist)
+        except PackageNotFoundError:
+            versions[dist] = "-"
+    name = torch.cuda.get_device_name() if device.startswith("cuda") else device
+    return {"date": datetime.date.today().isoformat(), "device_name": name, **versions}
 
 
 def serve_args(rest: list[str]) -> list[str]:

@@ -156,6 +156,31 @@ def allocator_factory() -> Callable[..., object]:
     return make_allocator
 
 
+def decode_graph_runner_cls() -> type:
+    """SGLang's CUDA decode-graph runner (same module path in 0.5.15 and 0.5.21)."""
+    from sglang.srt.model_executor.runner.decode_cuda_graph_runner import DecodeCudaGraphRunner
+
+    return DecodeCudaGraphRunner
+
+
+@functools.cache
+def cuda_rope_kernel() -> Callable[..., None]:
+    """SGLang's CUDA rope kernel ``apply_rope_with_cos_sin_cache_inplace(q, k, cos_sin_cache,
+    positions, *, is_neox)`` (in place on ``[tokens, heads, rotary_dim]`` views, fp32 cache).
+
+    It moved from ``sglang.jit_kernel.rope`` (0.5.15) to ``sglang.kernels.ops.attention.rope``.
+    """
+    for candidate in ("sglang.kernels.ops.attention.rope:apply_rope_with_cos_sin_cache_inplace",
+                      "sglang.jit_kernel.rope:apply_rope_with_cos_sin_cache_inplace"):  # fmt: skip
+        try:
+            return pkgutil.resolve_name(candidate)
+        except (ImportError, AttributeError):
+            continue
+    raise UnsupportedSGLangError(
+        f"cannot find SGLang's CUDA rope kernel; sglang-fl supports sglang {SUPPORTED_RANGE}"
+    )
+
+
 def publish_default_server_args() -> None:
     """Give op constructors the global server args a running server would have published.
 

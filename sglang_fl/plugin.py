@@ -81,6 +81,10 @@ def load_plugin() -> None:
             )
             return
         _dispatcher = install_layer2(settings, platform.get_dispatch_key_name())
+        if settings.aten_trace is not None:  # `sglang-fl bench aten`'s trace run
+            from sglang_fl.bench.aten_trace import start
+
+            start(settings.aten_trace)
 
 
 def _platform_applies() -> bool:

@@ -57,6 +57,7 @@ ENV = {
     "flaggems_record": "SGLANG_FLAGGEMS_RECORD",
     "flaggems_log_path": "SGLANG_FLAGGEMS_LOG_PATH",
     "flaggems_log_once": "SGLANG_FLAGGEMS_LOG_ONCE",
+    "aten_trace": "SGLANG_FL_ATEN_TRACE",
 }
 CONFIG_ENV = "SGLANG_FL_CONFIG"
 FLAGCX_ENV = "FLAGCX_PATH"
@@ -81,6 +82,7 @@ class FileConfig(BaseModel):
     allow_vendors: list[str] | None = None
     deny_vendors: list[str] | None = None
     oot_blacklist: list[str] | None = None
+    flagos_whitelist: list[str] | None = None
     flagos_blacklist: list[str] | None = None
 
 
@@ -109,6 +111,7 @@ class Settings:
     flaggems_record: bool
     flaggems_log_path: Path | None
     flaggems_log_once: bool
+    aten_trace: Path | None
     config_file: Path | None
     sources: Mapping[str, str]
 
@@ -306,6 +309,24 @@ class _Layers:
             return value, f"platform:{self.platform[0]}"
         return None
 
+    def file_list_pair(self, white: str, black: str) -> tuple[str, Any, str] | None:
+        """(field, value, source) of the highest YAML layer setting ``white`` or ``black``."""
+        layers = [(self.user[1], f"file:{self.user[0]}")] if self.user else []
+        layers.append((self.platform[1], f"platform:{self.platform[0]}"))
+        for config, source in layers:
+            white_value, black_value = getattr(config, white), getattr(config, black)
+            if white_value is not None and black_value is not None:
+                raise ConfigError(
+                    f"{source.split(':', 1)[1]}: fields '{white}' and '{black}'",
+                    f"{white_value} / {black_value}",
+                    "at most one of the two (they are mutually exclusive)",
+                )
+            if white_value is not None:
+                return white, white_value, source
+            if black_value is not None:
+                return black, black_value, source
+        return None
+
     def record(self, field_name: str, source: str) -> None:
         self.sources[field_name] = source
 
@@ -360,6 +381,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         layers, "flaggems_log_path", None, from_env=check_log_path
     )
     values["flaggems_log_once"] = _resolve(layers, "flaggems_log_once", True, from_env=parse_bool)
+    values["aten_trace"] = _resolve(layers, "aten_trace", None, from_env=check_log_path)
     values["config_file"] = user[0] if user else None
     return Settings(**values, sources=dict(layers.sources))
 
@@ -380,9 +402,11 @@ def _resolve(layers: _Layers, field_name: str, default: Any, *, from_env, from_f
 
 
 def _resolve_lists(layers: _Layers, layer: str, check) -> dict[str, Any]:
-    """Whitelist/blacklist pair: env whitelist > env blacklist > YAML blacklist > none.
+    """Whitelist/blacklist pair, taken whole from the highest source that sets either list:
+    env whitelist > env blacklist > the highest YAML file's whitelist or blacklist > none.
 
-    Both env vars at once is an error; an env whitelist empties every blacklist.
+    Both env vars at once, or both fields in one YAML file, is an error; a whitelist empties
+    every blacklist. (Only Layer 1 has a YAML whitelist: platforms ship measured ATen sets.)
     """
     white, black = f"{layer}_whitelist", f"{layer}_blacklist"
     raw_white, raw_black = layers.env_value(white), layers.env_value(black)
@@ -397,6 +421,15 @@ def _resolve_lists(layers: _Layers, layer: str, check) -> dict[str, Any]:
         layers.record(white, source)
         layers.record(black, source)
         return {white: check(ENV[white], parse_list(raw_white)), black: ()}
+    if raw_black is None and white in YAML_FIELDS:
+        found = layers.file_list_pair(white, black)
+        if found is not None:
+            name, value, source = found
+            layers.record(white, source)
+            layers.record(black, source)
+            setting = f"{source.split(':', 1)[1]}: field '{name}'"
+            checked = check(setting, tuple(value))
+            return {white: checked, black: ()} if name == white else {white: None, black: checked}
     layers.record(white, "default")
     blacklist = _resolve(layers, black, (),
         from_env=lambda s, raw: check(s, parse_list(raw)),

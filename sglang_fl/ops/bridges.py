@@ -46,7 +46,7 @@ class SiluAndMulBridge(Bridge):
 
     def params(self, module, args, kwargs):
         x = _arg(args, kwargs, 0, "x")
-        return ActivationParams(dtype=x.dtype, device=x.device)
+        return ActivationParams(dtype=x.dtype, device=x.device, width=int(x.shape[-1]))
 
     def forward(self, module, kernel, own):
         return kernel  # same signature: forward(x) -> out

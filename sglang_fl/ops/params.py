@@ -24,6 +24,7 @@ import torch
 class ActivationParams:
     dtype: torch.dtype
     device: torch.device
+    width: int | None = None  # the input's last dimension (2 * d), where known
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,8 @@ REAL_CPU = discover_bundles()["cpu"]
 BOOL_ACCEPTED = "1, 0, true, false, yes, no, on, off"
 OPS_ACCEPTED = "gemma_rms_norm, rms_norm, rotary_embedding, silu_and_mul"
 YAML_ACCEPTED = (
-    "allow_vendors, deny_vendors, flagos_blacklist, oot_blacklist, op_backends, prefer, strict"
+    "allow_vendors, deny_vendors, flagos_blacklist, flagos_whitelist, oot_blacklist, op_backends, "
+    "prefer, strict"
 )
 PUBLIC_KEYS = {
     "prefer", "strict", "op_backends", "allow_vendors", "deny_vendors", "oot_enabled",
@@ -245,6 +246,26 @@ PRECEDENCE = [
       id="flagos_whitelist-env-empties-yaml-blacklist"),
     P({"SGLANG_FL_FLAGOS_WHITELIST": ""}, "flagos_blacklist: [mul]\n", "flagos_blacklist",
       ("mul",), "file:<file>", {}, id="flagos_whitelist-empty-env-is-unset"),
+    # YAML whitelist (platforms ship measured ATen sets): the highest YAML setting either list
+    # decides, and an env blacklist replaces a YAML whitelist too
+    P({}, None, "flagos_whitelist", ("softmax",), "platform:cpu",
+      {"platform_yaml": "flagos_whitelist: [softmax]\n"}, id="flagos_whitelist-platform"),
+    P({}, None, "flagos_blacklist", (), "platform:cpu",
+      {"platform_yaml": "flagos_whitelist: [softmax]\n"},
+      id="flagos_whitelist-platform-empties-blacklist"),
+    P({}, "flagos_blacklist: [mul]\n", "flagos_whitelist", None, "file:<file>",
+      {"platform_yaml": "flagos_whitelist: [softmax]\n"},
+      id="flagos_blacklist-file-replaces-platform-whitelist"),
+    P({}, "flagos_whitelist: [mm]\n", "flagos_whitelist", ("mm",), "file:<file>",
+      {"platform_yaml": "flagos_blacklist: [mul]\n"},
+      id="flagos_whitelist-file-replaces-platform-blacklist"),
+    P({"SGLANG_FL_FLAGOS_BLACKLIST": "mul"}, None, "flagos_whitelist", None, "default",
+      {"platform_yaml": "flagos_whitelist: [softmax]\n"},
+      id="flagos_blacklist-env-replaces-platform-whitelist"),
+    P({"SGLANG_FL_FLAGOS_WHITELIST": "mm"}, "flagos_whitelist: [mul]\n", "flagos_whitelist",
+      ("mm",), "env:SGLANG_FL_FLAGOS_WHITELIST", {}, id="flagos_whitelist-env-replaces-file"),
+    P({}, None, "flagos_whitelist", (), "platform:cpu",
+      {"platform_yaml": "flagos_whitelist: []\n"}, id="flagos_whitelist-platform-empty"),
     # ---- dispatch_log (env only)
     P({}, None, "dispatch_log", None, "default", {}, id="dispatch_log-default"),
     P({"SGLANG_FL_DISPATCH_LOG": "<tmp>/dispatch.log"}, None, "dispatch_log",
@@ -389,6 +410,12 @@ ERRORS = [
     P({"SGLANG_FL_FLAGOS_WHITELIST": "1mm"}, None,
       ["SGLANG_FL_FLAGOS_WHITELIST", "'1mm'", "ATen op names"], {},
       id="flagos_whitelist-bad-aten-name"),
+    P({}, "flagos_whitelist: [mm, 2x]\n",
+      ["<file>", "flagos_whitelist", "'2x'", "ATen op names"], {},
+      id="yaml-flagos_whitelist-bad-aten-name"),
+    P({}, "flagos_whitelist: [mm]\nflagos_blacklist: [mul]\n",
+      ["<file>", "'flagos_whitelist' and 'flagos_blacklist'", "mutually exclusive"], {},
+      id="yaml-flagos-both-lists"),
     # ---- malformed SGLANG_FL_PER_OP
     P({"SGLANG_FL_PER_OP": "rms_norm"}, None,
       ["SGLANG_FL_PER_OP", "'rms_norm'", "malformed", "op=token|token"], {},

@@ -21,12 +21,12 @@ def clean_env(**overrides: str) -> dict[str, str]:
 
 
 def run_engine(model: Path, prompts: list[list[int]], max_new: int, env: dict[str, str],
-               timeout: float = 900, tp_size: int = 1) -> tuple[dict | None, str]:  # fmt: skip
+               timeout: float = 900, tp_size: int = 1,
+               engine_kwargs: dict | None = None) -> tuple[dict | None, str]:  # fmt: skip
     """(result, combined output). result is None when the process did not succeed."""
-    proc = subprocess.run(
-        [sys.executable, str(RUNNER), str(model), json.dumps(prompts), str(max_new), str(tp_size)],
-        env=env, capture_output=True, text=True, timeout=timeout,
-    )  # fmt: skip
+    argv = [sys.executable, str(RUNNER), str(model), json.dumps(prompts), str(max_new),
+            str(tp_size), json.dumps(engine_kwargs or {})]  # fmt: skip
+    proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout)
     output = proc.stdout + proc.stderr
     for line in proc.stdout.splitlines():
         if line.startswith("RESULT ") and proc.returncode == 0:

@@ -1,0 +1,109 @@
+"""Real SGLang on an NVIDIA GPU: sglang-fl (NVIDIA platform) vs SGLang without the plugin.
+
+GPU host only (``cuda`` marker). The embedded model (real, seeded weights) in bf16 with decode
+CUDA graphs on; Triton attention and PyTorch sampling (present in every CUDA SGLang install),
+prefill graphs off, for both sides. Greedy, several prompts, 32 tokens:
+
+- the plugin's default configuration gives the same ids as SGLang without it; where bf16
+  rounding flips a near-tie, the first differing token must be SGLang's own second choice,
+  within ``FLIP_BOUND`` nats of its first, and the ids before it identical;
+- logprobs of the common prefix agree within ``LOGPROB_BOUND`` nats;
+- the dispatch log shows the spec-000 recipes on NVIDIA: default -> flagos(flagos),
+  ``prefer: vendor`` -> vendor(vendor.nvidia), ``prefer: reference`` -> reference(reference).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from integration_helpers import clean_env, dispatch_lines, run_engine
+
+pytestmark = [pytest.mark.cuda, pytest.mark.sglang, pytest.mark.slow]
+
+MAX_NEW = 32
+FLIP_BOUND = 0.05
+LOGPROB_BOUND = 0.1
+CLASSES = ("SiluAndMul", "RMSNorm", "RotaryEmbedding")
+ENGINE = {"dtype": "bfloat16", "attention_backend": "triton", "sampling_backend": "pytorch",
+          "cuda_graph_backend_prefill": "disabled", "cuda_graph_max_bs_decode": 8,
+          "mem_fraction_static": 0.3, "top_logprobs": 2}  # fmt: skip
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _needs_gpu():
+    if not torch.cuda.is_available():
+        pytest.skip("needs an NVIDIA GPU")
+
+
+@pytest.fixture(scope="module")
+def prompts(embedded_model) -> list[list[int]]:
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(embedded_model)
+    texts = ["The quick brown fox", "Once upon a time, in a small village", "1 2 3 4 5",
+             "In the beginning", "A B C"]  # fmt: skip
+    return [tok.encode(t) for t in texts]
+
+
+def _serve(model, prompts, tmp_path, name, **env):
+    log = tmp_path / f"{name}.log"
+    result, output = run_engine(
+        model, prompts, MAX_NEW, clean_env(SGLANG_FL_DISPATCH_LOG=str(log), **env),
+        engine_kwargs=ENGINE,
+    )  # fmt: skip
+    assert result is not None, output[-6000:]
+    return result, dispatch_lines(log)
+
+
+@pytest.fixture(scope="module")
+def vanilla(embedded_model, prompts, tmp_path_factory):
+    result, lines = _serve(embedded_model, prompts, tmp_path_factory.mktemp("v"), "vanilla",
+                           SGLANG_PLUGINS="__none__")  # fmt: skip
+    assert not lines  # the plugin really was off
+    assert result["platform"].endswith("CudaSRTPlatform")
+    return result
+
+
+def compare(ours: dict, theirs: dict) -> list[str]:
+    """Per prompt, what differs beyond the documented bounds (empty: agreement)."""
+    problems = []
+    for index, (a_ids, b_ids) in enumerate(zip(ours["output_ids"], theirs["output_ids"],
+                                               strict=True)):  # fmt: skip
+        a_lp, b_lp = ours["logprobs"][index], theirs["logprobs"][index]
+        first = next((i for i, (x, y) in enumerate(zip(a_ids, b_ids, strict=True)) if x != y), None)
+        common = len(a_ids) if first is None else first
+        worst = max((abs(a_lp[i]["logprob"] - b_lp[i]["logprob"]) for i in range(common)),
+                    default=0.0)  # fmt: skip
+        if worst > LOGPROB_BOUND:
+            problems.append(f"prompt {index}: logprob differs by {worst:.3f} on the common prefix")
+        if first is not None:
+            top = b_lp[first]["top"]
+            ranked = sorted(top.items(), key=lambda kv: -kv[1])
+            gap = ranked[0][1] - top.get(str(a_ids[first]), float("-inf"))
+            if gap > FLIP_BOUND:
+                problems.append(
+                    f"prompt {index}: token {first} differs ({a_ids[first]} vs {b_ids[first]}), "
+                    f"logprob gap {gap:.3f} > {FLIP_BOUND}"
+                )
+    return problems
+
+
+def test_default_matches_sglang_without_plugin(embedded_model, prompts, vanilla, tmp_path):
+    result, lines = _serve(embedded_model, prompts, tmp_path, "default")
+    assert result["platform"] == "sglang_fl_nvidia.platform.NvidiaPlatform"
+    assert lines == {f"[OOT-DISPATCH] {c} \u2192 flagos(flagos)" for c in CLASSES}
+    problems = compare(result, vanilla)
+    assert not problems, problems
+    pairs = zip(result["output_ids"], vanilla["output_ids"], strict=True)
+    identical = sum(a == b for a, b in pairs)
+    print(f"identical sequences: {identical}/{len(prompts)}")
+
+
+@pytest.mark.parametrize(
+    ("prefer", "impl"), (("vendor", "vendor(vendor.nvidia)"), ("reference", "reference(reference)"))
+)
+def test_prefer_recipes(embedded_model, prompts, vanilla, tmp_path, prefer, impl):
+    result, lines = _serve(embedded_model, prompts, tmp_path, prefer, SGLANG_FL_PREFER=prefer)
+    assert lines == {f"[OOT-DISPATCH] {c} \u2192 {impl}" for c in CLASSES}
+    problems = compare(result, vanilla)
+    assert not problems, problems
