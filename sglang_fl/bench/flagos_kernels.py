@@ -15,6 +15,7 @@ Needs a GPU; the vendor kernels are compared by ``sglang-fl bench ops``, not her
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import json
 import time
@@ -32,12 +33,15 @@ HIDDEN = 4096
 Q_HEADS, KV_HEADS, HEAD = 32, 8, 128
 
 
+Call = Callable[[Any, list[torch.Tensor]], Any]  # (config, inputs) -> the op's outputs
+
+
 @dataclass(frozen=True)
 class Workload:
     name: str
-    setup: Callable[[int], Callable[[Any], Callable[[], Any]]]  # tokens -> config -> call
+    setup: Callable[[int], tuple[list[torch.Tensor], Call]]  # tokens -> (inputs, call)
     bytes_moved: Callable[[int], int]
-    default_config: Callable[[], Any]
+    default_config: Callable[[int], Any]  # tokens -> the heuristic's config
     candidates: Callable[[], Iterable[Any]]
 
 
@@ -48,12 +52,11 @@ def _randn(*shape: int) -> torch.Tensor:
 def _silu(inter: int) -> Workload:
     def setup(tokens):
         x = _randn(tokens, 2 * inter)
-        out = x.new_empty(tokens, inter)
-        return lambda config: lambda: kernels.silu_and_mul(x, out, config)
+        return [x, x.new_empty(tokens, inter)], lambda c, t: kernels.silu_and_mul(t[0], t[1], c)
 
     return Workload(
         f"silu_and_mul I={inter}", setup, lambda t: t * inter * 2 * 3,
-        lambda: kernels.silu_config(inter, 2),
+        lambda t: kernels.silu_config(inter, 2, t >= kernels.SILU_MANY_ROWS),
         lambda: (kernels.SiluConfig(b, r, w)
                  for b, r, w in itertools.product((512, 1024, 2048, 4096), (1, 2, 4), (2, 4, 8, 16))
                  if 4 <= b * r // (32 * w) <= 64),
@@ -63,17 +66,22 @@ def _silu(inter: int) -> Workload:
 def _norm(residual: bool) -> Workload:
     def setup(tokens):
         x, res, weight = _randn(tokens, HIDDEN), _randn(tokens, HIDDEN), _randn(HIDDEN)
-        out = torch.empty_like(x)
         if residual:
-            return lambda c: lambda: kernels.fused_add_rms_norm(x, res, weight, 1e-6, c)
-        return lambda c: lambda: kernels.rms_norm(x, weight, 1e-6, out, c)
+
+            def call(c, t):
+                kernels.fused_add_rms_norm(t[0], t[1], weight, 1e-6, c)
+                return t[0], t[1]
+
+            return [x, res], call
+        return [x, torch.empty_like(x)], lambda c, t: kernels.rms_norm(t[0], weight, 1e-6, t[1], c)
 
     return Workload(
         "fused_add_rms_norm" if residual else "rms_norm", setup,
         lambda t: t * HIDDEN * 2 * (4 if residual else 2),
-        lambda: kernels.norm_config(HIDDEN, 2),
+        lambda t: kernels.norm_config(HIDDEN, 2),
         lambda: (kernels.NormConfig(HIDDEN, r, w)
-                 for r, w in itertools.product((1, 2, 4), (4, 8, 16, 32))),
+                 for r, w in itertools.product((1, 2, 4, 8), (2, 4, 8, 16, 32))
+                 if 8 <= HIDDEN * r // (32 * w) <= 256),
     )  # fmt: skip
 
 
@@ -83,17 +91,20 @@ def _rope() -> Workload:
         freqs = torch.outer(torch.arange(32768, device="cuda").float(), inv)
         cache = torch.cat((freqs.cos(), freqs.sin()), dim=-1)
         qkv = _randn(tokens, (Q_HEADS + 2 * KV_HEADS) * HEAD)
-        q, k = qkv[:, : Q_HEADS * HEAD], qkv[:, Q_HEADS * HEAD : (Q_HEADS + KV_HEADS) * HEAD]
         positions = torch.randint(0, 32768, (tokens,), device="cuda")
-        rope = kernels.rotary_embedding
-        return lambda c: lambda: rope(positions, q, k, cache, HEAD, HEAD, True, c)
+
+        def call(c, t):
+            q, k = t[1][:, : Q_HEADS * HEAD], t[1][:, Q_HEADS * HEAD : (Q_HEADS + KV_HEADS) * HEAD]
+            return kernels.rotary_embedding(t[0], q, k, cache, HEAD, HEAD, True, c)
+
+        return [positions, qkv], call
 
     return Workload(
         "rotary neox 32q/8kv D=128", setup,
         lambda t: t * (Q_HEADS + KV_HEADS) * HEAD * 2 * 2 + t * (HEAD * 4 + 8),
-        lambda: kernels.rotary_config(HEAD, 2),
+        lambda t: kernels.rotary_config(HEAD, 2),
         lambda: (kernels.RotaryConfig(HEAD // 2, hb, w)
-                 for hb, w in itertools.product((1, 2, 4, 8, 16, 32), (1, 2, 4, 8))
+                 for hb, w in itertools.product((2, 4, 8, 16, 32), (1, 2, 4, 8, 16))
                  if 2 <= hb * HEAD // (32 * w) <= 64),
     )  # fmt: skip
 
@@ -123,25 +134,48 @@ def host_us(call: Callable[[], Any], iterations: int = 3000) -> float:
     return (time.perf_counter() - start) / iterations * 1e6
 
 
+def _outputs(out: Any) -> list[torch.Tensor]:
+    return [t for t in (out if isinstance(out, tuple) else (out,)) if t is not None]
+
+
+def _same_results(call: Call, inputs: list[torch.Tensor], config: Any, baseline: Any) -> bool:
+    """A candidate config computes what the heuristic's does (fresh copies of the inputs)."""
+    got = _outputs(call(config, [t.clone() for t in inputs]))
+    want = _outputs(call(baseline, [t.clone() for t in inputs]))
+    return all(
+        torch.allclose(g.float(), w.float(), rtol=1e-2, atol=1e-2)
+        for g, w in zip(got, want, strict=True)
+    )
+
+
+def measure(workload: Workload, tokens: int, copy_gbs: float, sweep: bool) -> dict[str, Any]:
+    inputs, call = workload.setup(tokens)
+    config = workload.default_config(tokens)
+    us = _time_us(functools.partial(call, config, inputs))
+    gbs = workload.bytes_moved(tokens) / (us * 1e3)
+    row = {"op": workload.name, "tokens": tokens, "us": us, "config": config._asdict(),
+           "gbs": gbs, "copy_fraction": gbs / copy_gbs}  # fmt: skip
+    if tokens == 1:
+        row["host_us"] = host_us(functools.partial(call, config, inputs))
+    if sweep:
+        row["sweep"] = [
+            {"config": c._asdict(), "us": _time_us(functools.partial(call, c, inputs)),
+             "same_results": _same_results(call, inputs, c, config)}
+            for c in workload.candidates()
+        ]  # fmt: skip
+        best = min(row["sweep"], key=lambda entry: entry["us"])
+        row.update(best_us=best["us"], best_config=best["config"])
+        row["wrong"] = [e["config"] for e in row["sweep"] if not e["same_results"]]
+    return row
+
+
 def run(tokens: Iterable[int] = TOKENS, sweep: bool = False) -> dict[str, Any]:
     copy = copy_bandwidth_gbs()
     rows = []
     for workload in WORKLOADS:
         for t in tokens:
-            make = workload.setup(t)
-            config = workload.default_config()
-            us = _time_us(make(config))
-            row = {"op": workload.name, "tokens": t, "us": us, "config": config._asdict(),
-                   "gbs": workload.bytes_moved(t) / (us * 1e3)}  # fmt: skip
-            row["copy_fraction"] = row["gbs"] / copy
-            if t == 1:
-                row["host_us"] = host_us(make(config))
-            if sweep:
-                timed = [(_time_us(make(c)), c) for c in workload.candidates()]
-                best_us, best = min(timed, key=lambda pair: pair[0])
-                row.update(best_us=best_us, best_config=best._asdict())
-            rows.append(row)
-            print(_format(row), flush=True)
+            rows.append(measure(workload, t, copy, sweep))
+            print(_format(rows[-1]), flush=True)
     return {"copy_gbs": copy, "device": torch.cuda.get_device_name(), "rows": rows}
 
 
@@ -154,6 +188,7 @@ def _format(row: dict[str, Any]) -> str:
         text += f"  host {row['host_us']:.1f} us"
     if "best_us" in row:
         text += f"  | best {row['best_us']:.1f} us {tuple(row['best_config'].values())}"
+        text += f" WRONG RESULTS: {row['wrong']}" if row["wrong"] else ""
     return text
 
 

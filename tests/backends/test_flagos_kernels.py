@@ -45,7 +45,7 @@ def interpreter():
 @pytest.mark.parametrize(
     ("tokens", "d", "layout"),
     [(1, 1000, "contiguous"), (7, 1000, "strided"), (5, 33, "contiguous"), (6, 96, "3d"),
-     (3, 2200, "strided")],
+     (3, 2200, "strided"), (65, 1000, "strided"), (64, 96, "3d")],  # >= 64 rows: large blocks
 )  # fmt: skip
 def test_silu_and_mul(interpreter, dtype, tokens, d, layout):
     interpreter(cases.check_silu_and_mul, dtype, tokens, d, layout)

@@ -58,38 +58,49 @@ def _vector(element_size: int) -> int:
     return max(1, 16 // element_size)
 
 
+# Measured on an H200 (bf16, Triton 3.6, `python -m sglang_fl.bench.flagos_kernels --sweep`,
+# 2026-12-02): the figures quoted below are from that sweep.
+
+SILU_MANY_ROWS = 64  # from this many rows on, silu_and_mul uses its large blocks
+
+
 @functools.cache
-def silu_config(d: int, element_size: int) -> SiluConfig:
-    """Columns per program: 1024 bf16 (2048 B per half) with 4 warps puts one 16-byte load of
-    gate and one of up in every thread, and gives even one token ``d / 1024`` programs (11 at
-    I=11008) so a decode step is not latency-bound on one SM. Narrow rows (``d`` < 1024) are
-    packed several to a program so each program still moves ~the same bytes."""
-    block = min(triton.next_power_of_2(d), 128 * _vector(element_size))
-    rows = max(1, 1024 // block)
-    num_warps = max(1, min(8, block * rows // (32 * _vector(element_size))))
-    return SiluConfig(block, rows, num_warps)
+def silu_config(d: int, element_size: int, many_rows: bool) -> SiluConfig:
+    """Many rows: 512 vectors per program (4096 bf16 columns, 8 KB of gate and of up) with 16
+    warps, one vector of each half per thread: fewer, larger programs stream best (I=4096 at
+    32768 tokens: 190 us vs 197 us with 1024-column blocks; at 64 tokens 4.6 vs 5.0 us).
+    Few rows: 128 vectors (1024 bf16) with 4 warps, so one token still spreads over
+    ``d / 1024`` SMs (I=4096, 1 token: ~3.7-4.0 us vs >= 4.2 us with one 4096-column program).
+    Rows narrower than the block are packed several to a program to keep its size."""
+    vectors = 512 if many_rows else 128
+    target = vectors * _vector(element_size)
+    block = min(triton.next_power_of_2(d), target)
+    rows = max(1, target // block)
+    return SiluConfig(block, rows, 16 if many_rows else 4)
 
 
 @functools.cache
 def norm_config(hidden: int, element_size: int) -> NormConfig:
-    """One whole row per program (the sum of squares needs it), one 16-byte vector per thread:
-    4096 bf16 -> 16 warps; 8192 -> 16 warps, two vectors each (16 is the most a program runs
-    well with). Rows shorter than 2048 elements are packed several per program so a program
-    still moves a few KB and the grid is not thousands of tiny programs."""
+    """One whole row per program (the sum of squares needs it), two 16-byte vectors per thread:
+    4096 bf16 -> 8 warps. That was the best or within 3% of it at 8192 and 32768 tokens for
+    both rms_norm (37.6 / 134 us) and fused_add_rms_norm (69.8 / 260 us); one vector per thread
+    (16 warps) lost up to 8%. Rows shorter than 2048 elements are packed several per program
+    so a program still moves a few KB and the grid is not thousands of tiny programs."""
     block = triton.next_power_of_2(hidden)
     rows = max(1, 2048 // block)
-    num_warps = max(1, min(16, block * rows // (32 * _vector(element_size))))
+    num_warps = max(1, min(16, block * rows // (32 * 2 * _vector(element_size))))
     return NormConfig(block, rows, num_warps)
 
 
 @functools.cache
 def rotary_config(rotary_dim: int, element_size: int) -> RotaryConfig:
-    """Eight heads per program: with D=128 bf16 that is 4 KB in and out per program, 5 programs
-    per token at 32 q + 8 kv heads (enough for 1 token to spread over SMs), and cos/sin (one
-    row) loaded once per program. 4 warps give each thread a 16-byte vector of each half."""
+    """16 heads per program, 4 warps (D=128 bf16: 8 KB in and out per program, one 16-byte
+    vector of each half per thread): best or within 2% of the best at every size of the sweep
+    (1 token 4.4 us, 32768 tokens 186 us vs 188 us for 8 heads), 3 programs per token at 32 q +
+    8 kv heads; cos/sin (one row) is loaded once per program."""
     block_half = triton.next_power_of_2(max(1, rotary_dim // 2))
-    head_block = 8
-    num_warps = max(1, min(8, head_block * block_half * 2 // (32 * 2 * _vector(element_size))))
+    head_block = 16
+    num_warps = max(1, min(8, head_block * block_half // (32 * _vector(element_size))))
     return RotaryConfig(block_half, head_block, num_warps)
 
 
@@ -103,15 +114,19 @@ def _silu_and_mul_kernel(
     x_ptr, x_row_stride, x_col_stride, out_ptr, out_row_stride, n_rows, d,
     BLOCK: tl.constexpr, ROWS: tl.constexpr,
 ):  # fmt: skip
-    """Program (i, j): rows ``i * ROWS + [0, ROWS)``, output columns ``j * BLOCK + [0, BLOCK)``
-    (``out`` rows may be strided, its last dim is contiguous)."""
-    rows = tl.program_id(0).to(tl.int64) * ROWS + tl.arange(0, ROWS)
-    cols = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+    """1-D grid, column blocks fastest (programs running together stream neighbouring memory):
+    program ``p`` handles rows ``(p // col_blocks) * ROWS + [0, ROWS)`` and output columns
+    ``(p % col_blocks) * BLOCK + [0, BLOCK)``. ``out`` rows may be strided, its last dim is
+    contiguous."""
+    col_blocks = (d + BLOCK - 1) // BLOCK
+    pid = tl.program_id(0)
+    rows = (pid // col_blocks).to(tl.int64) * ROWS + tl.arange(0, ROWS)
+    cols = (pid % col_blocks) * BLOCK + tl.arange(0, BLOCK)
     mask = (rows < n_rows)[:, None] & (cols < d)[None, :]
     gate_ptrs = x_ptr + rows[:, None] * x_row_stride + cols[None, :] * x_col_stride
     gate = tl.load(gate_ptrs, mask=mask, other=0.0).to(tl.float32)
     up = tl.load(gate_ptrs + d * x_col_stride, mask=mask, other=0.0).to(tl.float32)
-    out = gate * tl.sigmoid(gate) * up
+    out = gate / (1.0 + tl.exp(-gate)) * up
     out_ptrs = out_ptr + rows[:, None] * out_row_stride + cols[None, :]
     tl.store(out_ptrs, out.to(out_ptr.dtype.element_ty), mask=mask)
 
@@ -125,8 +140,6 @@ def silu_and_mul(
     Any row stride (a 2-D slice of a wider tensor is fine); more than 2 dims must collapse into
     one row dimension (``view`` raises otherwise)."""
     d = x.shape[-1] // 2
-    if config is None:
-        config = silu_config(d, x.element_size())
     if out is None:
         out = x.new_empty((*x.shape[:-1], d))
     if x.dim() == 2:
@@ -134,9 +147,12 @@ def silu_and_mul(
     else:
         rows, out_rows = x.view(-1, x.shape[-1]), out.view(-1, d)
     n_rows = rows.shape[0]
-    grid = (triton.cdiv(n_rows, config.rows), triton.cdiv(d, config.block))
+    if config is None:
+        config = silu_config(d, x.element_size(), n_rows >= SILU_MANY_ROWS)
+    grid = (triton.cdiv(n_rows, config.rows) * triton.cdiv(d, config.block),)
+    xs = rows.stride()
     _silu_and_mul_kernel[grid](
-        rows, rows.stride(0), rows.stride(1), out_rows, out_rows.stride(0), n_rows, d,
+        rows, xs[0], xs[1], out_rows, out_rows.stride(0), n_rows, d,
         BLOCK=config.block, ROWS=config.rows, num_warps=config.num_warps,
     )  # fmt: skip
     return out
@@ -192,10 +208,9 @@ def _norm(
     """Launch on 2-D ``x`` ``[rows, hidden]``; ``out`` may be ``x`` itself (in place)."""
     n_rows, n_cols = x.shape
     res = x if residual is None else residual  # not read when HAS_RESIDUAL is False
+    xs, rs, os = x.stride(), res.stride(), out.stride()  # one call each: launch cost matters
     _rms_norm_kernel[(triton.cdiv(n_rows, config.rows),)](
-        x, x.stride(0), x.stride(1),
-        res, res.stride(0), res.stride(1),
-        out, out.stride(0), out.stride(1),
+        x, xs[0], xs[1], res, rs[0], rs[1], out, os[0], os[1],
         weight, weight.stride(0), n_rows, n_cols, eps,
         BLOCK=config.block, ROWS=config.rows, HAS_RESIDUAL=residual is not None, GEMMA=gemma,
         num_warps=config.num_warps,
@@ -289,11 +304,24 @@ def _norm_config_for(x: torch.Tensor) -> NormConfig:
 
 
 @triton.jit
+def _cos_sin(cache_row_ptr, col_stride, half, BLOCK_HALF: tl.constexpr):
+    """One position's cos and sin halves in fp32, shaped ``[1, BLOCK_HALF]`` for broadcasting."""
+    j = tl.arange(0, BLOCK_HALF)
+    ptrs = cache_row_ptr + j * col_stride
+    cos = tl.load(ptrs, mask=j < half, other=0.0).to(tl.float32)
+    sin = tl.load(ptrs + half * col_stride, mask=j < half, other=0.0).to(tl.float32)
+    return cos[None, :], sin[None, :]
+
+
+@triton.jit
 def _rotate_heads(
-    row_ptr, head_stride, elem_stride, first_head, n_heads, cos, sin, half,
+    row_ptr, head_stride, elem_stride, first_head, n_heads, cache_row_ptr, cache_col_stride, half,
     BLOCK_HALF: tl.constexpr, HEAD_BLOCK: tl.constexpr, IS_NEOX: tl.constexpr,
 ):  # fmt: skip
-    """Rotate the first ``2 * half`` elements of heads ``first_head + [0, HEAD_BLOCK)``."""
+    """Rotate the first ``2 * half`` elements of heads ``first_head + [0, HEAD_BLOCK)``.
+
+    The heads are loaded before cos/sin: their loads are in flight while the cos/sin address
+    waits for the position load."""
     heads = first_head + tl.arange(0, HEAD_BLOCK)
     head_ptrs = row_ptr + heads[:, None].to(tl.int64) * head_stride
     if IS_NEOX:  # halves: (x[:half], x[half:2 half])
@@ -303,6 +331,7 @@ def _rotate_heads(
         p2 = p1 + half * elem_stride
         x1 = tl.load(p1, mask=mask, other=0.0).to(tl.float32)
         x2 = tl.load(p2, mask=mask, other=0.0).to(tl.float32)
+        cos, sin = _cos_sin(cache_row_ptr, cache_col_stride, half, BLOCK_HALF)
         tl.store(p1, (x1 * cos - x2 * sin).to(row_ptr.dtype.element_ty), mask=mask)
         tl.store(p2, (x2 * cos + x1 * sin).to(row_ptr.dtype.element_ty), mask=mask)
     else:  # GPT-J pairs (x[2j], x[2j+1]): load the rotary part whole, split it in registers
@@ -311,6 +340,7 @@ def _rotate_heads(
         ptrs = head_ptrs + c[None, :] * elem_stride
         x = tl.load(ptrs, mask=mask, other=0.0).to(tl.float32)
         x1, x2 = tl.split(tl.reshape(x, (HEAD_BLOCK, BLOCK_HALF, 2)))
+        cos, sin = _cos_sin(cache_row_ptr, cache_col_stride, half, BLOCK_HALF)
         out = tl.join(x1 * cos - x2 * sin, x2 * cos + x1 * sin)
         out = tl.reshape(out, (HEAD_BLOCK, 2 * BLOCK_HALF))
         tl.store(ptrs, out.to(row_ptr.dtype.element_ty), mask=mask)
@@ -323,37 +353,38 @@ def _rotary_kernel(
     k_ptr, k_row_stride, k_head_stride, k_elem_stride, n_k_heads, half,
     BLOCK_HALF: tl.constexpr, HEAD_BLOCK: tl.constexpr, IS_NEOX: tl.constexpr,
 ):  # fmt: skip
-    """Grid ``(tokens, q head blocks + k head blocks)``: one token's cos/sin row is loaded once
-    per program, then one block of q heads or of k heads is rotated."""
-    token = tl.program_id(0).to(tl.int64)
-    block = tl.program_id(1)
+    """1-D grid of ``tokens * (q head blocks + k head blocks)``, a token's blocks next to each
+    other (programs running together touch neighbouring memory): each program rotates one block
+    of one token's q heads or k heads, loading that token's cos/sin row once."""
+    q_blocks = (n_q_heads + HEAD_BLOCK - 1) // HEAD_BLOCK
+    blocks = q_blocks + (n_k_heads + HEAD_BLOCK - 1) // HEAD_BLOCK
+    pid = tl.program_id(0)
+    token = (pid // blocks).to(tl.int64)
+    block = pid % blocks
     pos = tl.load(pos_ptr + token * pos_stride).to(tl.int64)
-    j = tl.arange(0, BLOCK_HALF)
-    cache_ptrs = cache_ptr + pos * cache_row_stride + j * cache_col_stride
-    cos = tl.load(cache_ptrs, mask=j < half, other=0.0).to(tl.float32)
-    sin = tl.load(cache_ptrs + half * cache_col_stride, mask=j < half, other=0.0).to(tl.float32)
-    cos, sin = cos[None, :], sin[None, :]  # broadcast over the block's heads
-    q_blocks = tl.cdiv(n_q_heads, HEAD_BLOCK)
+    cache_row_ptr = cache_ptr + pos * cache_row_stride
     if block < q_blocks:
         _rotate_heads(
             q_ptr + token * q_row_stride, q_head_stride, q_elem_stride, block * HEAD_BLOCK,
-            n_q_heads, cos, sin, half, BLOCK_HALF, HEAD_BLOCK, IS_NEOX,
+            n_q_heads, cache_row_ptr, cache_col_stride, half, BLOCK_HALF, HEAD_BLOCK, IS_NEOX,
         )  # fmt: skip
     else:
         _rotate_heads(
             k_ptr + token * k_row_stride, k_head_stride, k_elem_stride,
-            (block - q_blocks) * HEAD_BLOCK, n_k_heads, cos, sin, half, BLOCK_HALF, HEAD_BLOCK,
-            IS_NEOX,
+            (block - q_blocks) * HEAD_BLOCK, n_k_heads, cache_row_ptr, cache_col_stride, half,
+            BLOCK_HALF, HEAD_BLOCK, IS_NEOX,
         )  # fmt: skip
 
 
-def _head_layout(x: torch.Tensor, tokens: int, head_size: int) -> tuple[torch.Tensor, int, int]:
-    """``x`` as ``[tokens, heads, head_size]`` strides: (x or a view of it, heads, head stride)."""
+def _head_layout(x: torch.Tensor, tokens: int, head_size: int) -> tuple[torch.Tensor, int, ...]:
+    """``x`` as ``[tokens, heads, head_size]``: (x or a view of it, heads, row, head and element
+    strides)."""
     if x.dim() == 2:  # [T, H * D]: heads follow each other within the row
-        return x, x.shape[1] // head_size, head_size * x.stride(1)
+        row, elem = x.stride()
+        return x, x.shape[1] // head_size, row, head_size * elem, elem
     if x.dim() != 3:
         x = x.view(tokens, -1, head_size)
-    return x, x.shape[1], x.stride(1)
+    return x, x.shape[1], *x.stride()
 
 
 def rotary_embedding(
@@ -391,17 +422,17 @@ def rotary(
     if positions.dim() != 1:
         positions = positions.view(-1)
     tokens = positions.shape[0]
-    q, n_q, q_head_stride = _head_layout(query, tokens, head_size)
+    q, n_q, *q_strides = _head_layout(query, tokens, head_size)
     if key is None:
-        k, n_k, k_head_stride = q, 0, 0  # no k blocks in the grid: never touched
+        k, n_k, k_strides = q, 0, q_strides  # no k blocks in the grid: never touched
     else:
-        k, n_k, k_head_stride = _head_layout(key, tokens, head_size)
+        k, n_k, *k_strides = _head_layout(key, tokens, head_size)
     hb = config.head_block
-    grid = (tokens, (n_q + hb - 1) // hb + (n_k + hb - 1) // hb)
+    grid = (tokens * ((n_q + hb - 1) // hb + (n_k + hb - 1) // hb),)
+    cache_strides = cache.stride()
     _rotary_kernel[grid](
-        positions, positions.stride(0), cache, cache.stride(0), cache.stride(1),
-        q, q.stride(0), q_head_stride, q.stride(-1), n_q,
-        k, k.stride(0), k_head_stride, k.stride(-1), n_k, half,
+        positions, positions.stride(0), cache, *cache_strides,
+        q, *q_strides, n_q, k, *k_strides, n_k, half,
         BLOCK_HALF=config.block_half, HEAD_BLOCK=hb, IS_NEOX=is_neox,
         num_warps=config.num_warps,
     )  # fmt: skip
