@@ -69,11 +69,12 @@ def _norm(residual: bool) -> Workload:
         if residual:
 
             def call(c, t):
-                kernels.fused_add_rms_norm(t[0], t[1], weight, 1e-6, c)
+                kernels.fused_add_rms_norm(t[0], t[1], weight, 1e-6, config=c)
                 return t[0], t[1]
 
             return [x, res], call
-        return [x, torch.empty_like(x)], lambda c, t: kernels.rms_norm(t[0], weight, 1e-6, t[1], c)
+        norm = kernels.rms_norm
+        return [x, torch.empty_like(x)], lambda c, t: norm(t[0], weight, 1e-6, out=t[1], config=c)
 
     return Workload(
         "fused_add_rms_norm" if residual else "rms_norm", setup,

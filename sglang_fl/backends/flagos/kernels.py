@@ -58,8 +58,13 @@ def _vector(element_size: int) -> int:
     return max(1, 16 // element_size)
 
 
-# Measured on an H200 (bf16, Triton 3.6, `python -m sglang_fl.bench.flagos_kernels --sweep`,
-# 2026-12-02): the figures quoted below are from that sweep.
+def _cdiv(a: int, b: int) -> int:
+    """Ceiling division on host ints (``triton.cdiv`` costs microseconds per call on Triton 3.9)."""
+    return -(-a // b)
+
+
+# Figures below: an H200, bf16, Triton 3.6, `python -m sglang_fl.bench.flagos_kernels --sweep`
+# (2026-12-02, one run each; below ~64 tokens the sweep's numbers are within launch noise).
 
 SILU_MANY_ROWS = 64  # from this many rows on, silu_and_mul uses its large blocks
 
@@ -67,11 +72,10 @@ SILU_MANY_ROWS = 64  # from this many rows on, silu_and_mul uses its large block
 @functools.cache
 def silu_config(d: int, element_size: int, many_rows: bool) -> SiluConfig:
     """Many rows: 512 vectors per program (4096 bf16 columns, 8 KB of gate and of up) with 16
-    warps, one vector of each half per thread: fewer, larger programs stream best (I=4096 at
-    32768 tokens: 190 us vs 197 us with 1024-column blocks; at 64 tokens 4.6 vs 5.0 us).
-    Few rows: 128 vectors (1024 bf16) with 4 warps, so one token still spreads over
-    ``d / 1024`` SMs (I=4096, 1 token: ~3.7-4.0 us vs >= 4.2 us with one 4096-column program).
-    Rows narrower than the block are packed several to a program to keep its size."""
+    warps, one vector of each half per thread: fewer, larger programs; at 8192 and 32768 tokens
+    it was the fastest or within 1% (I=4096, 32768 tokens: 190 us, 99.7% of copy bandwidth).
+    Few rows: 128 vectors (1024 bf16) with 4 warps, so one token still spreads over ``d / 1024``
+    SMs. Rows narrower than the block are packed several to a program to keep its size."""
     vectors = 512 if many_rows else 128
     target = vectors * _vector(element_size)
     block = min(triton.next_power_of_2(d), target)
@@ -82,10 +86,11 @@ def silu_config(d: int, element_size: int, many_rows: bool) -> SiluConfig:
 @functools.cache
 def norm_config(hidden: int, element_size: int) -> NormConfig:
     """One whole row per program (the sum of squares needs it), two 16-byte vectors per thread:
-    4096 bf16 -> 8 warps. That was the best or within 3% of it at 8192 and 32768 tokens for
-    both rms_norm (37.6 / 134 us) and fused_add_rms_norm (69.8 / 260 us); one vector per thread
-    (16 warps) lost up to 8%. Rows shorter than 2048 elements are packed several per program
-    so a program still moves a few KB and the grid is not thousands of tiny programs."""
+    4096 bf16 -> 8 warps. Within 2% of the sweep's best at 8192 and 32768 tokens for rms_norm
+    (37.6 / 133.5 us) and the best for fused_add_rms_norm (69.4 / 260.4 us); one vector per
+    thread (16 warps) lost up to 8%. Rows shorter than 2048 elements are packed several per
+    program so a program still moves a few KB and the grid is not thousands of tiny programs.
+    Knob: ``rows`` 2-4 was up to 2% faster for rms_norm alone at 32768 tokens."""
     block = triton.next_power_of_2(hidden)
     rows = max(1, 2048 // block)
     num_warps = max(1, min(16, block * rows // (32 * 2 * _vector(element_size))))
@@ -94,12 +99,12 @@ def norm_config(hidden: int, element_size: int) -> NormConfig:
 
 @functools.cache
 def rotary_config(rotary_dim: int, element_size: int) -> RotaryConfig:
-    """16 heads per program, 4 warps (D=128 bf16: 8 KB in and out per program, one 16-byte
-    vector of each half per thread): best or within 2% of the best at every size of the sweep
-    (1 token 4.4 us, 32768 tokens 186 us vs 188 us for 8 heads), 3 programs per token at 32 q +
-    8 kv heads; cos/sin (one row) is loaded once per program."""
+    """8 heads per program, one 16-byte vector of each half per thread (D=128 bf16: 2 warps,
+    2 KB in and out per program, 5 programs per token at 32 q + 8 kv heads): the best or within
+    1% at 1, 8192 and 32768 tokens (4.3 / 45.5 / 169.6 us); 16 heads with 4 warps was 6% slower
+    at 32768 tokens. cos/sin (one row) is loaded once per program."""
     block_half = triton.next_power_of_2(max(1, rotary_dim // 2))
-    head_block = 16
+    head_block = 8
     num_warps = max(1, min(8, head_block * block_half // (32 * _vector(element_size))))
     return RotaryConfig(block_half, head_block, num_warps)
 
@@ -149,7 +154,7 @@ def silu_and_mul(
     n_rows = rows.shape[0]
     if config is None:
         config = silu_config(d, x.element_size(), n_rows >= SILU_MANY_ROWS)
-    grid = (triton.cdiv(n_rows, config.rows) * triton.cdiv(d, config.block),)
+    grid = (_cdiv(n_rows, config.rows) * _cdiv(d, config.block),)
     xs = rows.stride()
     _silu_and_mul_kernel[grid](
         rows, xs[0], xs[1], out_rows, out_rows.stride(0), n_rows, d,
@@ -209,7 +214,7 @@ def _norm(
     n_rows, n_cols = x.shape
     res = x if residual is None else residual  # not read when HAS_RESIDUAL is False
     xs, rs, os = x.stride(), res.stride(), out.stride()  # one call each: launch cost matters
-    _rms_norm_kernel[(triton.cdiv(n_rows, config.rows),)](
+    _rms_norm_kernel[(_cdiv(n_rows, config.rows),)](
         x, xs[0], xs[1], res, rs[0], rs[1], out, os[0], os[1],
         weight, weight.stride(0), n_rows, n_cols, eps,
         BLOCK=config.block, ROWS=config.rows, HAS_RESIDUAL=residual is not None, GEMMA=gemma,
@@ -221,11 +226,16 @@ def norm(
     x: torch.Tensor,
     weight: torch.Tensor,
     eps: float,
-    gemma: bool,
-    config: NormConfig,
+    gemma: bool = False,
+    *,
     out: torch.Tensor | None = None,
+    config: NormConfig | None = None,
 ) -> torch.Tensor:
-    """``norm(x) * weight`` (Gemma: ``* (1 + weight)``) into ``out`` (new if None)."""
+    """``norm(x) * weight`` (Gemma: ``* (1 + weight)``) in x's dtype, into ``out`` (new if None).
+
+    The weight may have another dtype than x (fp32 weight with bf16 x): all math is fp32."""
+    if config is None:
+        config = norm_config(x.shape[-1], x.element_size())
     if out is None:
         out = x.new_empty(x.shape)
     if x.dim() == 2:
@@ -241,61 +251,25 @@ def add_norm(
     residual: torch.Tensor,
     weight: torch.Tensor,
     eps: float,
-    gemma: bool,
-    config: NormConfig,
+    gemma: bool = False,
+    *,
+    config: NormConfig | None = None,
 ) -> None:
-    """In place: ``residual <- x + residual``, ``x <- norm(sum) * weight`` (see the kernel)."""
+    """In place: ``residual <- x + residual`` rounded to the dtype, ``x <- norm(sum) * weight``.
+
+    RMSNorm normalises the fp32 sum, Gemma the rounded sum (and scales by ``1 + weight``)."""
+    if config is None:
+        config = norm_config(x.shape[-1], x.element_size())
     if x.dim() != 2:
         x, residual = x.view(-1, x.shape[-1]), residual.view(-1, x.shape[-1])
     _norm(x, residual, x, weight, eps, gemma, config)
 
 
-def rms_norm(
-    x: torch.Tensor,
-    weight: torch.Tensor,
-    eps: float,
-    out: torch.Tensor | None = None,
-    config: NormConfig | None = None,
-) -> torch.Tensor:
-    """``norm(x) * weight`` in x's dtype (weight may be fp32 with bf16 x); new tensor or ``out``."""
-    return norm(x, weight, eps, False, config or _norm_config_for(x), out)
-
-
-def fused_add_rms_norm(
-    x: torch.Tensor,
-    residual: torch.Tensor,
-    weight: torch.Tensor,
-    eps: float,
-    config: NormConfig | None = None,
-) -> None:
-    """In place: ``residual <- x + residual`` (rounded), ``x <- norm(fp32 sum) * weight``."""
-    add_norm(x, residual, weight, eps, False, config or _norm_config_for(x))
-
-
-def gemma_rms_norm(
-    x: torch.Tensor,
-    weight: torch.Tensor,
-    eps: float,
-    out: torch.Tensor | None = None,
-    config: NormConfig | None = None,
-) -> torch.Tensor:
-    """``norm(x) * (1 + weight)`` in x's dtype; new tensor or ``out``."""
-    return norm(x, weight, eps, True, config or _norm_config_for(x), out)
-
-
-def gemma_fused_add_rms_norm(
-    x: torch.Tensor,
-    residual: torch.Tensor,
-    weight: torch.Tensor,
-    eps: float,
-    config: NormConfig | None = None,
-) -> None:
-    """In place: ``residual <- x + residual`` (rounded), ``x <- norm(residual) * (1 + weight)``."""
-    add_norm(x, residual, weight, eps, True, config or _norm_config_for(x))
-
-
-def _norm_config_for(x: torch.Tensor) -> NormConfig:
-    return norm_config(x.shape[-1], x.element_size())
+# The four entry points by name (``out=``/``config=`` are keyword-only).
+rms_norm = norm
+fused_add_rms_norm = add_norm
+gemma_rms_norm = functools.partial(norm, gemma=True)
+gemma_fused_add_rms_norm = functools.partial(add_norm, gemma=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -428,7 +402,7 @@ def rotary(
     else:
         k, n_k, *k_strides = _head_layout(key, tokens, head_size)
     hb = config.head_block
-    grid = (tokens * ((n_q + hb - 1) // hb + (n_k + hb - 1) // hb),)
+    grid = (tokens * (_cdiv(n_q, hb) + _cdiv(n_k, hb)),)
     cache_strides = cache.stride()
     _rotary_kernel[grid](
         positions, positions.stride(0), cache, *cache_strides,

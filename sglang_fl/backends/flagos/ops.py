@@ -24,8 +24,8 @@ def _bind_norm(gemma: bool, params: NormParams):
 
     def norm_call(x, residual):
         if residual is None:
-            return norm(x, weight, eps, gemma, config)
-        add_norm(x, residual, weight, eps, gemma, config)
+            return norm(x, weight, eps, gemma, config=config)
+        add_norm(x, residual, weight, eps, gemma, config=config)
         return x, residual
 
     return norm_call
