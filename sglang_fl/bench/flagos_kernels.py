@@ -5,10 +5,12 @@
 Serving shapes in bf16 (the issue's targets): silu_and_mul at I=11008 and I=4096, rms_norm and
 fused_add_rms_norm at hidden 4096, neox rope with 32 q / 8 kv heads of 128 (fp32 cache) on q/k
 views of a fused qkv tensor. Each is timed with ``triton.testing.do_bench`` (median; it flushes
-L2 between calls) and reported as GB/s (bytes read + written once) against a 1 GiB device copy.
+L2 between calls) and reported as GB/s (bytes read + written once) against a 1 GiB device copy;
+``graph``: the same call captured in a CUDA graph and timed by replay (device time as decode
+sees it; at small sizes the plain figure can include the host's launch cost).
 ``--sweep`` also times each candidate launch config per size and prints the fastest, so the
-heuristics in ``kernels.py`` can be tuned from one run. ``host_us``: per-call host time of the
-bound op at 1 token (a loop of launches, one sync), what eager prefill pays per op.
+heuristics in ``kernels.py`` can be tuned from one run. ``host_us``: per-call host time of a
+launch at 1 token (a loop of launches, one sync), what eager prefill pays per op.
 Needs a GPU; the vendor kernels are compared by ``sglang-fl bench ops``, not here.
 """
 
@@ -125,6 +127,20 @@ def copy_bandwidth_gbs() -> float:
     return 2 * src.numel() / (_time_us(lambda: dst.copy_(src)) * 1e3)
 
 
+def graph_us(call: Callable[[], Any]) -> float:
+    """Device time of one call as decode runs it: captured in a CUDA graph, timed by replay
+    (the host cost of a launch then never shows, which at small sizes it does in ``_time_us``)."""
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        call()
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        call()
+    return _time_us(graph.replay)
+
+
 def host_us(call: Callable[[], Any], iterations: int = 3000) -> float:
     call()
     torch.cuda.synchronize()
@@ -156,6 +172,7 @@ def measure(workload: Workload, tokens: int, copy_gbs: float, sweep: bool) -> di
     gbs = workload.bytes_moved(tokens) / (us * 1e3)
     row = {"op": workload.name, "tokens": tokens, "us": us, "config": config._asdict(),
            "gbs": gbs, "copy_fraction": gbs / copy_gbs}  # fmt: skip
+    row["graph_us"] = graph_us(functools.partial(call, config, inputs))
     if tokens == 1:
         row["host_us"] = host_us(functools.partial(call, config, inputs))
     if sweep:
@@ -185,6 +202,7 @@ def _format(row: dict[str, Any]) -> str:
         f"{row['op']:<28} {row['tokens']:>6} {row['us']:9.1f} us {row['gbs']:7.0f} GB/s"
         f" {100 * row['copy_fraction']:5.1f}% copy  {tuple(row['config'].values())}"
     )
+    text += f"  graph {row['graph_us']:.1f} us"
     if "host_us" in row:
         text += f"  host {row['host_us']:.1f} us"
     if "best_us" in row:
