@@ -1,1 +1,1 @@
-"""Backends shipped with the core: ``reference`` (PyTorch) and ``flagos`` (FlagGems/Triton)."""
+"""Backends shipped with the core: ``reference`` (PyTorch) and ``flagos`` (our Triton kernels)."""

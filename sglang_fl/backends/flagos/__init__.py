@@ -1,6 +1,9 @@
-"""The ``flagos`` backend: FlagGems / Triton kernels, priority 150.
+"""The ``flagos`` backend: our own Triton kernels (``kernels.py``), priority 150.
 
-Available only where FlagGems imports and finds a device; on a plain CPU it reports why not,
+Available where Triton imports and one of its GPU backends is active in this process (it finds
+a device through torch: CUDA, ROCm, or another Triton backend's device). That is all the
+kernels need: FlagGems is not required here; it is Layer 1's business (``sglang_fl.aten``,
+which uses ``flaggems_import_error``). On a plain CPU the backend reports why it is unavailable,
 and selection falls back (or, in strict mode, refuses) with that reason.
 """
 
@@ -22,12 +25,40 @@ def flaggems_import_error() -> str | None:
     return None
 
 
+@functools.cache
+def triton_unavailable_reason() -> str | None:
+    """None if Triton imports and has an active GPU backend here, else why not (checked once).
+
+    Asks each installed Triton backend whether it is active (what Triton itself does before
+    its first launch) without creating its driver, so the check builds and loads nothing.
+    torch is imported first: the backends then ask torch for a device (the kernels run on torch
+    tensors), not the driver library directly.
+    """
+    import torch  # noqa: F401
+
+    try:
+        from triton.backends import backends
+    except Exception as exc:
+        return f"Triton cannot be imported: {type(exc).__name__}: {exc}"
+    installed = sorted(backends)
+    try:
+        active = [name for name in installed if backends[name].driver.is_active()]
+    except Exception as exc:
+        return f"Triton cannot query its backends: {type(exc).__name__}: {exc}"
+    if not active:
+        return (
+            f"Triton has no active GPU backend here (installed: {', '.join(installed) or 'none'};"
+            " torch sees no device for any of them)"
+        )
+    return None
+
+
 class FlagosBackend(Backend):
     kind = ImplKind.FLAGOS
 
     def availability(self) -> Availability:
-        error = flaggems_import_error()
-        return Availability.no(error) if error else Availability.yes()
+        reason = triton_unavailable_reason()
+        return Availability.no(reason) if reason else Availability.yes()
 
     def implementations(self) -> Mapping[str, OpImpl]:
         from sglang_fl.backends.flagos.ops import IMPLEMENTATIONS

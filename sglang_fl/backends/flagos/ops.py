@@ -1,69 +1,72 @@
-"""FlagGems-backed implementations of the op contracts in ``sglang_fl.ops.params``.
+"""The flagos implementations of the op contracts in ``sglang_fl.ops.params``.
 
-Imported only when FlagGems is available. Written against the FlagGems 5.0.x public API
-(``flag_gems.silu_and_mul(a, b)``, ``flag_gems.rms_norm``, ``flag_gems.fused_add_rms_norm``,
-``flag_gems.apply_rotary_pos_emb``).
+Each ``bind`` does the one-off work for an op instance (the launch heuristics for its hidden
+size or rotary dim; nothing is copied or cast: weights and the cos/sin cache are used as they
+are, so a later weight reload is seen) and returns a closure over our Triton launchers
+(``kernels.py``). Imported only where the backend is available (Triton with a GPU backend).
 """
 
 from __future__ import annotations
 
+from sglang_fl.backends.flagos import kernels
 from sglang_fl.dispatch.backend import OpImpl
 from sglang_fl.ops.params import ActivationParams, NormParams, RotaryParams
 
 
 def _bind_silu_and_mul(params: ActivationParams):
-    import flag_gems
+    return kernels.silu_and_mul  # the width is known only per call; its config is cached
 
-    def silu_and_mul(x):
-        d = x.shape[-1] // 2
-        return flag_gems.silu_and_mul(x[..., :d], x[..., d:])
 
-    return silu_and_mul
+def _bind_norm(gemma: bool, params: NormParams):
+    weight, eps = params.weight, params.eps
+    config = kernels.norm_config(params.hidden_size, params.dtype.itemsize)
+    norm, add_norm = kernels.norm, kernels.add_norm
+
+    def norm_call(x, residual):
+        if residual is None:
+            return norm(x, weight, eps, gemma, config=config)
+        add_norm(x, residual, weight, eps, gemma, config=config)
+        return x, residual
+
+    return norm_call
 
 
 def _bind_rms_norm(params: NormParams):
-    import flag_gems
+    return _bind_norm(False, params)
 
-    weight, eps, shape = params.weight, params.eps, (params.hidden_size,)
 
-    def rms_norm(x, residual):
-        if residual is None:
-            return flag_gems.rms_norm(x, shape, weight, eps)
-        flag_gems.fused_add_rms_norm(x, residual, shape, weight, eps)  # in place on both
-        return x, residual
-
-    return rms_norm
+def _bind_gemma_rms_norm(params: NormParams):
+    return _bind_norm(True, params)
 
 
 def _bind_rotary(params: RotaryParams):
-    import flag_gems
+    cache, head_size, is_neox = params.cos_sin_cache, params.head_size, params.is_neox_style
+    half = params.rotary_dim // 2
+    config = kernels.rotary_config(params.rotary_dim, params.dtype.itemsize)
+    rotary = kernels.rotary
 
-    cos, sin = (t.contiguous() for t in params.cos_sin_cache.chunk(2, dim=-1))
-    head_size, rotary_dim = params.head_size, params.rotary_dim
-    interleaved = not params.is_neox_style
-
-    def rotary(positions, query, key):
-        tokens = positions.shape[0]
-        q = query.view(tokens, -1, head_size)[..., :rotary_dim]
-        k = key.view(tokens, -1, head_size)[..., :rotary_dim]
-        q_out, k_out = flag_gems.apply_rotary_pos_emb(
-            q, k, cos, sin, position_ids=positions, rotary_interleaved=interleaved
-        )
-        q[...] = q_out
-        k[...] = k_out
+    def rotary_embedding(positions, query, key):
+        rotary(positions, query, key, cache, head_size, half, is_neox, config)
         return query, key
 
-    return rotary
+    return rotary_embedding
 
 
 def _rotary_supported(params: RotaryParams) -> str | None:
     if params.rotary_dim % 2:
         return f"odd rotary_dim {params.rotary_dim}"
+    cache = params.cos_sin_cache
+    if cache.dim() != 2 or cache.shape[-1] != params.rotary_dim:
+        return (
+            f"cos_sin_cache of shape {tuple(cache.shape)} is not [max_positions, rotary_dim="
+            f"{params.rotary_dim}]"
+        )
     return None
 
 
 IMPLEMENTATIONS = {
     "silu_and_mul": OpImpl(_bind_silu_and_mul),
     "rms_norm": OpImpl(_bind_rms_norm, mutates_inputs=True),
+    "gemma_rms_norm": OpImpl(_bind_gemma_rms_norm, mutates_inputs=True),
     "rotary_embedding": OpImpl(_bind_rotary, mutates_inputs=True, supports=_rotary_supported),
 }
