@@ -78,6 +78,7 @@ def _parser() -> argparse.ArgumentParser:
     e2e.add_argument("--batch-sizes", type=_int_list, default=None, help="default: 1,64,256")
     e2e.add_argument("--repeats", type=int, default=3)
     e2e.add_argument("--output-tokens", type=int, default=128)
+    e2e.add_argument("--timeout", type=float, default=900, help="seconds per configuration")
     e2e.add_argument("--json", metavar="FILE", help="also write the full report here")
     e2e.set_defaults(handler=cmd_bench_e2e)
     aten = kinds.add_parser("aten", help="measure which ATen ops FlagGems should replace (GPU)")
@@ -188,6 +189,7 @@ def cmd_bench_e2e(args: argparse.Namespace, rest: list[str]) -> int:
         batch_sizes=tuple(args.batch_sizes or e2e.BATCH_SIZES),
         repeats=args.repeats,
         output_tokens=args.output_tokens,
+        timeout=args.timeout,
     )
     report["environment"] = _environment("cuda")
     if args.json:

@@ -38,6 +38,12 @@ for s in "$@"; do
   case $s in
     tests)    step tests 200 $PY -m pytest -q --maxfail=25 -p no:cacheprovider -m cuda -o addopts="" \
                 tests/backends tests/platforms/nvidia ;;
+    serving1) step serving 80 $PY -m pytest -q -p no:cacheprovider -m cuda -o addopts="" -s \
+                -k default tests/integration/test_cuda_serving.py ;;
+    e2e2)     step e2e 250 $PY -m sglang_fl.cli bench e2e --repeats 2 --timeout 120 \
+                --json "$OUT/e2e.json" ;;
+    ops1)     step ops 100 $PY -m sglang_fl.cli bench ops --plot "$OUT/ops.png" \
+                --json "$OUT/ops.json" ;;
     serving)  step serving 330 $PY -m pytest -q -p no:cacheprovider -m cuda -o addopts="" -s \
                 tests/integration/test_cuda_serving.py ;;
     ops)      step ops 240 $PY -m sglang_fl.cli bench ops --plot "$OUT/ops.png" \
