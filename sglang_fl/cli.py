@@ -176,9 +176,10 @@ def cmd_bench_ops(args: argparse.Namespace, rest: list[str]) -> int:
         Path(args.json).write_text(json.dumps(data, indent=2), encoding="utf-8")
     print(f"{env['device_name']}: device copy bandwidth {copy_gbps:.0f} GB/s")
     rows = [(r.op, r.impl, str(r.tokens), f"{r.latency_us:.1f}", f"{r.gbps:.0f}",
-             f"{r.copy_fraction:.0%}", "-" if r.vs_vendor is None else f"{r.vs_vendor:.2f}x")
-            for r in results]  # fmt: skip
-    _print_table(("op", "impl", "tokens", "us", "GB/s", "of copy", "vs vendor"), rows)
+             f"{r.copy_fraction:.0%}", _ratio(r.vs_vendor), _us(r.graph_us),
+             _ratio(r.graph_vs_vendor)) for r in results]  # fmt: skip
+    _print_table(("op", "impl", "tokens", "us", "GB/s", "of copy", "vs vendor", "graph us",
+                  "graph vs vendor"), rows)  # fmt: skip
     return 0
 
 
@@ -229,6 +230,14 @@ def cmd_bench_aten(args: argparse.Namespace, rest: list[str]) -> int:
 
 
 DTYPE_NAMES = ("bfloat16", "float16", "float32")
+
+
+def _ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}x"
+
+
+def _us(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
 
 
 def _int_list(raw: str) -> list[int]:

@@ -22,10 +22,11 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
+
+from sglang_fl.bench.timing import graph_us, host_us
 
 THRESHOLD = 1.0
 MAX_SIGNATURES_PER_OP = 6
@@ -155,50 +156,6 @@ def _fill(tensor, value_range, gen) -> None:
                                    device=tensor.device))  # fmt: skip
 
 
-def eager_us(fn, calls: int = 50, rounds: int = 5) -> float:
-    """Per-call wall time of back-to-back calls (host launch cost included), best round."""
-    import torch
-
-    for _ in range(3):
-        fn()
-    torch.cuda.synchronize()
-    best = float("inf")
-    for _ in range(rounds):
-        start = time.perf_counter()
-        for _ in range(calls):
-            fn()
-        torch.cuda.synchronize()
-        best = min(best, (time.perf_counter() - start) / calls * 1e6)
-    return best
-
-
-def graph_us(fn, calls: int = 20, replays: int = 10) -> float | None:
-    """Per-call device time from CUDA-graph replays; None if the op cannot be captured."""
-    import torch
-
-    try:
-        stream = torch.cuda.Stream()
-        stream.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(stream):
-            fn()
-        torch.cuda.current_stream().wait_stream(stream)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            for _ in range(calls):
-                fn()
-    except Exception:
-        torch.cuda.synchronize()
-        return None
-    graph.replay()
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    for _ in range(replays):
-        graph.replay()
-    end.record()
-    end.synchronize()
-    return start.elapsed_time(end) * 1e3 / (replays * calls)
-
-
 def flaggems_functions() -> dict[str, str]:
     """ATen op key -> the FlagGems function name that replaces it (the names lists use)."""
     import flag_gems
@@ -227,12 +184,12 @@ def measure_signature(func_name: str, entry: dict[str, Any]) -> dict[str, Any]:
         torch.cuda.synchronize()
     except Exception as exc:
         return {**result, "skipped": f"PyTorch rejects the synthetic inputs: {exc!r}"[:300]}
-    result["torch_eager_us"] = eager_us(call)
-    result["torch_graph_us"] = graph_us(call)
+    result["torch_eager_us"] = host_us(call)
+    result["torch_graph_us"] = graph_us(call, calls=20)
     try:
         with flag_gems.use_gems(include=[func_name]):
-            result["gems_eager_us"] = eager_us(call)
-            result["gems_graph_us"] = graph_us(call)
+            result["gems_eager_us"] = host_us(call)
+            result["gems_graph_us"] = graph_us(call, calls=20)
     except Exception as exc:
         torch.cuda.synchronize()
         return {**result, "gems_error": repr(exc)[:300]}

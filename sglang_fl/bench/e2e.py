@@ -99,7 +99,8 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
     engine = sglang.Engine(**engine_kwargs(Path(spec["model"]), max(spec["batch_sizes"])))
     sampling = {"temperature": 0.0, "max_new_tokens": spec["output_tokens"], "ignore_eos": True}
     try:
-        engine.generate(input_ids=prompts(8, -1), sampling_params=sampling)  # warm-up
+        for batch in spec["batch_sizes"]:  # warm-up: one-off compilation stays out of the timing
+            engine.generate(input_ids=prompts(batch, -1), sampling_params=sampling)
         runs: dict[str, list[float]] = {}
         for batch in spec["batch_sizes"]:
             rates = []

@@ -20,7 +20,6 @@ import argparse
 import functools
 import itertools
 import json
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +27,7 @@ from typing import Any
 import torch
 
 from sglang_fl.backends.flagos import kernels
+from sglang_fl.bench.timing import copy_bandwidth_gbps, graph_us, host_us
 
 TOKENS = (1, 64, 1024, 8192, 32768)
 DTYPE = torch.bfloat16
@@ -116,39 +116,10 @@ WORKLOADS = (_silu(11008), _silu(4096), _norm(False), _norm(True), _rope())
 
 
 def _time_us(fn: Callable[[], Any]) -> float:
+    """do_bench with shorter warm-up/repeat windows: the sweep times hundreds of configs."""
     import triton
 
     return triton.testing.do_bench(fn, warmup=10, rep=40, return_mode="median") * 1e3
-
-
-def copy_bandwidth_gbs() -> float:
-    src = torch.empty(1 << 30, dtype=torch.uint8, device="cuda")
-    dst = torch.empty_like(src)
-    return 2 * src.numel() / (_time_us(lambda: dst.copy_(src)) * 1e3)
-
-
-def graph_us(call: Callable[[], Any]) -> float:
-    """Device time of one call as decode runs it: captured in a CUDA graph, timed by replay
-    (the host cost of a launch then never shows, which at small sizes it does in ``_time_us``)."""
-    stream = torch.cuda.Stream()
-    stream.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(stream):
-        call()
-    torch.cuda.current_stream().wait_stream(stream)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        call()
-    return _time_us(graph.replay)
-
-
-def host_us(call: Callable[[], Any], iterations: int = 3000) -> float:
-    call()
-    torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(iterations):
-        call()
-    torch.cuda.synchronize()
-    return (time.perf_counter() - start) / iterations * 1e6
 
 
 def _outputs(out: Any) -> list[torch.Tensor]:
@@ -174,7 +145,7 @@ def measure(workload: Workload, tokens: int, copy_gbs: float, sweep: bool) -> di
            "gbs": gbs, "copy_fraction": gbs / copy_gbs}  # fmt: skip
     row["graph_us"] = graph_us(functools.partial(call, config, inputs))
     if tokens == 1:
-        row["host_us"] = host_us(functools.partial(call, config, inputs))
+        row["host_us"] = host_us(functools.partial(call, config, inputs), calls=3000, rounds=1)
     if sweep:
         row["sweep"] = [
             {"config": c._asdict(), "us": _time_us(functools.partial(call, c, inputs)),
@@ -188,7 +159,7 @@ def measure(workload: Workload, tokens: int, copy_gbs: float, sweep: bool) -> di
 
 
 def run(tokens: Iterable[int] = TOKENS, sweep: bool = False) -> dict[str, Any]:
-    copy = copy_bandwidth_gbs()
+    copy = copy_bandwidth_gbps()
     rows = []
     for workload in WORKLOADS:
         for t in tokens:

@@ -1,10 +1,11 @@
 """``sglang-fl bench ops``: each fused op, per backend, at serving sizes, against the vendor.
 
 Every implementation is bound exactly as the dispatcher binds it (``OpImpl.bind(params)``)
-and timed with ``triton.testing.do_bench`` (median of event-timed runs, L2 flushed between
-runs). FlagGems' own kernels are timed too (column ``flaggems``): they show where our own
-Triton kernels were needed. Bandwidth counts each byte read and written once, against the
-device's copy bandwidth measured in the same run.
+and timed two ways (``sglang_fl.bench.timing``): ``triton.testing.do_bench`` (median of
+event-timed runs, L2 flushed between runs; at small sizes a launch's host cost can show) and
+CUDA-graph replay (device time only, what decode pays). FlagGems' own kernels are timed too
+(column ``flaggems``): they show where our own Triton kernels were needed. Bandwidth counts
+each byte read and written once, against the device's copy bandwidth measured in the same run.
 
 Shapes follow the issue's targets: hidden 4096; SiluAndMul intermediate 11008 (the fused
 ``[T, 2I]`` layout); rotary with 32 query / 8 KV heads of 128 as strided views of a fused QKV
@@ -20,6 +21,7 @@ from typing import Any
 
 import torch
 
+from sglang_fl.bench.timing import copy_bandwidth_gbps, device_us, graph_us
 from sglang_fl.ops.params import ActivationParams, NormParams, RotaryParams
 
 TOKENS = (1, 64, 1024, 8192, 32768)
@@ -37,10 +39,12 @@ class OpTiming:
     impl: str  # impl id, or "flaggems"
     tokens: int
     dtype: str
-    latency_us: float
+    latency_us: float  # do_bench median
     gbps: float
     copy_fraction: float  # gbps / device copy bandwidth
     vs_vendor: float | None  # latency / the vendor's latency (None: no vendor timing)
+    graph_us: float | None = None  # CUDA-graph replay: device time without host cost
+    graph_vs_vendor: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -57,16 +61,6 @@ class Case:
     params: Any
     contract_op: str  # the dispatch op name implementations are registered under
     call: Callable[[Callable, tuple], Callable[[], Any]]
-
-
-def copy_bandwidth_gbps(device: torch.device) -> float:
-    """Device-to-device copy of 1 GiB, bytes read + written (the practical ceiling)."""
-    from triton.testing import do_bench
-
-    src = torch.empty(1 << 29, dtype=torch.float16, device=device).normal_()
-    dst = torch.empty_like(src)
-    ms = do_bench(lambda: dst.copy_(src), return_mode="median")
-    return 2 * src.numel() * src.element_size() / (ms * 1e-3) / 1e9
 
 
 def _rand(shape, dtype, device, gen):
@@ -174,8 +168,6 @@ def run(
     include_reference: bool = False,
 ) -> tuple[float, list[OpTiming]]:
     """(copy GB/s, timings). The vendor column is the first available ``vendor.*`` backend."""
-    from triton.testing import do_bench
-
     dtype = getattr(torch, dtype_name)
     dev = torch.device(device)
     copy_gbps = copy_bandwidth_gbps(dev)
@@ -187,28 +179,36 @@ def run(
     with torch.inference_mode():
         for count in tokens:
             for case in cases(count, dtype, dev):
-                if case.op not in ops:
-                    continue
-                timed: dict[str, float] = {}
-                for impl_id, backend in backends.items():
-                    impl = backend.implementations().get(case.contract_op)
-                    if impl is None or impl.supports(case.params):
-                        continue
-                    fn = case.call(impl.bind(case.params), case.inputs())
-                    timed[impl_id] = do_bench(fn, return_mode="median") * 1e3
-                if case.contract_op in gems and case.op != "gemma_rms_norm":
-                    fn = case.call(gems[case.contract_op](case.params), case.inputs())
-                    timed["flaggems"] = do_bench(fn, return_mode="median") * 1e3
-                vendor = next((us for i, us in timed.items() if i.startswith("vendor.")), None)
-                for impl_id, us in timed.items():
-                    gbps = case.bytes_moved / (us * 1e-6) / 1e9
-                    results.append(OpTiming(
-                        case.op, impl_id, count, str(dtype).removeprefix("torch."), us, gbps,
-                        gbps / copy_gbps, us / vendor if vendor else None,
-                    ))  # fmt: skip
-                del fn
+                if case.op in ops:
+                    results += _time_case(case, backends, gems, copy_gbps, dtype_name)
             torch.cuda.empty_cache()
     return copy_gbps, results
+
+
+def _time_case(case: Case, backends, gems, copy_gbps: float, dtype_name: str) -> list[OpTiming]:
+    """Every implementation of one case: (do_bench us, graph-replay us) by impl id."""
+    timed: dict[str, tuple[float, float | None]] = {}
+    bound = {
+        impl_id: impl.bind(case.params)
+        for impl_id, backend in backends.items()
+        if (impl := backend.implementations().get(case.contract_op)) is not None
+        and impl.supports(case.params) is None
+    }
+    if case.contract_op in gems and case.op != "gemma_rms_norm":
+        bound["flaggems"] = gems[case.contract_op](case.params)
+    for impl_id, kernel in bound.items():
+        fn = case.call(kernel, case.inputs())
+        timed[impl_id] = (device_us(fn), graph_us(fn))
+    vendor = next((t for i, t in timed.items() if i.startswith("vendor.")), None)
+    out = []
+    for impl_id, (us, graph) in timed.items():
+        gbps = case.bytes_moved / (us * 1e-6) / 1e9
+        graph_ratio = graph / vendor[1] if vendor and graph and vendor[1] else None
+        out.append(OpTiming(
+            case.op, impl_id, case.tokens, dtype_name, us, gbps, gbps / copy_gbps,
+            us / vendor[0] if vendor else None, graph, graph_ratio,
+        ))  # fmt: skip
+    return out
 
 
 def plot(results: list[OpTiming], path: str, title: str) -> None:
