@@ -52,7 +52,7 @@ docker_stop() {  # stop the daemon docker_start started (no other), and check it
   fi
   DOCKERD_PID=""
   # dockerd runs its own containerd and one shim per container: none may outlive it.
-  if pgrep -x containerd-shim-runc-v2 >/dev/null || pgrep -f "containerd --config /var/run/docker" >/dev/null; then
+  if pgrep -f "containerd-shim-runc-v2|containerd --config /var/run/docker" >/dev/null; then
     echo "left running after dockerd stopped:" >&2
     pgrep -a -f "containerd" >&2
     return 1

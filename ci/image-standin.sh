@@ -8,10 +8,10 @@
 # nvidia: the base is the CPU image (IMAGE_NAME:cpu, built first when missing, as in
 #   ci/docker-cpu.sh): it has SGLang and torch like SGLang's CUDA image, minus CUDA. CUDA_STACK=0
 #   skips the one check that needs the CUDA stack; FlagGems and sglang-fl install from PyPI and
-#   the checkout as on the real base. About 2 minutes with the CPU image present.
+#   the checkout as on the real base. About 1 minute with the CPU image present.
 # ascend: the base is the Debian stand-in (Python 3.11, no CANN); the build installs from a local
 #   package index made from a `pip download` of exactly the pinned versions (the Dockerfile's
-#   build-arg defaults), torch from this machine's CPU wheel. About 6 minutes.
+#   build-arg defaults), torch from this machine's CPU wheel. About 2 minutes.
 # Needs root on a Debian host with apt and PyPI (installs docker.io and mmdebstrap when missing);
 # starts dockerd unless one runs, and stops what it started.
 set -euo pipefail

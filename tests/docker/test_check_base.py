@@ -30,7 +30,10 @@ def test_the_pinned_sglang_must_be_the_installed_one():
     if found is None:
         expected = "SGLang is not installed; this image is pinned to SGLANG_VERSION=0.0.1"
     else:
-        expected = f"the base has SGLang {found}, this image is pinned to SGLANG_VERSION=0.0.1"
+        expected = (
+            f"the base has SGLang {found}, this image is pinned to SGLANG_VERSION=0.0.1:"
+            " set BASE_IMAGE and SGLANG_VERSION together"
+        )
     assert f"base image check: {expected}\n" in result.stderr, result.stderr
     if found is not None:
         ok = run("--sglang", found)
