@@ -23,9 +23,7 @@ PIP=("$VENV/bin/python" -m pip install -q --disable-pip-version-check)
 
 # Build-environment shim (see its docstring): the only torchvision wheel for torch 2.13 on PyPI is
 # CUDA-linked. Lives in ci/, never in the product; installed as a .pth-activated import hook.
-SITE=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
-cp "$ROOT/ci/envshims/sglang_fl_ci_tvshim.py" "$SITE/"
-echo "import sglang_fl_ci_tvshim" > "$SITE/zz_sglang_fl_ci_tvshim.pth"
+sh "$ROOT/ci/envshims/install.sh" "$VENV/bin/python"
 
 "${PIP[@]}" -c "$REQ/constraints.txt" -e "$ROOT[test]"
 "$VENV/bin/python" -c "import torch, sglang, sglang_fl; print('installed: torch', torch.__version__, '| sglang', sglang.__version__, '| sglang-fl', sglang_fl.__version__)"

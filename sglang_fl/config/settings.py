@@ -244,7 +244,14 @@ def read_yaml_file(path: Path, setting: str) -> FileConfig:
     if not path.is_file():
         raise ConfigError(setting, str(path), "path to an existing YAML file", "file not found")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        # Unreadable is a config error too: a file mounted into a container whose user may not
+        # read it, or one that is not text.
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError(setting, str(path), "a readable UTF-8 YAML file", detail) from exc
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(setting, str(path), "a valid YAML mapping", f"YAML error: {exc}") from exc
     if data is None:

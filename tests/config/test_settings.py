@@ -539,6 +539,17 @@ def test_error_in_platform_yaml_names_the_bundle(bundles):
         load_settings(env={})
 
 
+def test_user_file_that_is_not_text_is_a_config_error(tmp_path):
+    path = tmp_path / "user.yaml"
+    path.write_bytes(b"prefer: \xff\xfe\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings(env={"SGLANG_FL_CONFIG": str(path)})
+    message = str(info.value)
+    assert message.startswith(f"SGLANG_FL_CONFIG: invalid value '{path}' (")
+    assert "can't decode byte 0xff" in message
+    assert message.endswith("; accepted: a readable UTF-8 YAML file")
+
+
 def test_unknown_variable_check_ignores_other_prefixes():
     """Only SGLANG_FL_* is reserved: SGLang's own SGLANG_* and unrelated vars are fine."""
     settings = load_settings(env={"SGLANG_PLUGINS": "sglang_fl", "SGLANG_FLAGGEMS_RECORD": "1",

