@@ -6,6 +6,7 @@ sglang-fl sample-config PATH     write the documented sample YAML to PATH
 sglang-fl serve [SGLANG ARGS]    python -m sglang.launch_server with the plugin; without
                                  --model-path it serves the embedded tiny model
 sglang-fl bench dispatch         per-call cost of dispatch vs calling the kernel directly
+sglang-fl conformance            check the platform's vendor backend and a real SGLang run
 """
 
 from __future__ import annotations
@@ -57,6 +58,9 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     bench.add_argument("--json", action="store_true", help="one JSON object")
     bench.set_defaults(handler=cmd_bench)
+    from sglang_fl.conformance.cli import add_parser as add_conformance_parser
+
+    add_conformance_parser(sub)
     return parser
 
 
