@@ -159,7 +159,7 @@ def test_cpu_bundle_end_to_end_with_real_sglang(tmp_path):
         timeout=1800,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
-    checks = by_name(json.loads(path.read_text())["checks"])
+    checks = {c["name"]: c for c in json.loads(path.read_text())["checks"]}
     for cls in CLASSES:
         assert checks[cls]["status"] == "pass"
         assert checks[cls]["detail"] == "reference(reference), as planned"
