@@ -34,8 +34,8 @@ def select_bundle(name: str | None) -> PlatformBundle:
 
 def run_suite(options: Options) -> Report:
     bundle = select_bundle(options.platform)
-    report = Report(bundle.name, bundle.vendor, options.device or "n/a", _versions())
-    report.extend(_op_checks(bundle, options, report))
+    device, checks = _op_checks(bundle, options)
+    report = Report(bundle.name, bundle.vendor, device, _versions(), checks)
     if options.ops_only:
         report.extend(
             [Check("generate", "SGLang runs", Status.NOT_APPLICABLE, "skipped (--ops-only)")]
@@ -50,45 +50,29 @@ def run_suite(options: Options) -> Report:
     return report
 
 
-def _op_checks(bundle: PlatformBundle, options: Options, report: Report) -> list[Check]:
+def _op_checks(bundle: PlatformBundle, options: Options) -> tuple[str, list[Check]]:
+    """The device the ops ran on ("n/a" if they could not) and their checks."""
     if bundle.vendor is None:
-        return [
-            Check(
-                "ops",
-                "vendor backend",
-                Status.NOT_APPLICABLE,
-                f"bundle {bundle.name!r} ships no vendor backend: its ops run on the "
-                "reference backend, so there is nothing to compare with it",
-            )
-        ]
+        why = (f"bundle {bundle.name!r} ships no vendor backend: its ops run on the reference "
+               "backend, so there is nothing to compare")  # fmt: skip
+        return _no_ops(Status.NOT_APPLICABLE, why)
     try:
         backend = bundle.load_backend()
     except Exception as exc:
-        return [
-            Check(
-                "ops",
-                "vendor backend",
-                Status.FAIL,
-                f"{bundle.backend_factory} failed to load: {exc!r}",
-            )
-        ]
+        return _no_ops(Status.FAIL, f"{bundle.backend_factory} failed to load: {exc!r}")
     available = backend.availability()
     if not available.ok:
-        return [
-            Check(
-                "ops",
-                "vendor backend",
-                Status.FAIL,
-                f"{backend.impl_id} is unavailable here: {available.reason}",
-            )
-        ]
+        return _no_ops(Status.FAIL, f"{backend.impl_id} is unavailable here: {available.reason}")
     import torch
 
     from sglang_fl.conformance.ops import check_backend
 
     device = torch.device(options.device) if options.device else _default_device()
-    report.device = str(device)
-    return check_backend(backend, device, options.quick)
+    return str(device), check_backend(backend, device, options.quick)
+
+
+def _no_ops(status: Status, detail: str) -> tuple[str, list[Check]]:
+    return "n/a", [Check("ops", "vendor backend", status, detail)]
 
 
 def _default_device():

@@ -134,18 +134,15 @@ def test_selected_with_sglang_fl_platform(site):
     assert config["dist_backend"] == "gloo"
 
 
+def conformance(site: Path, report: Path, *options: str, timeout: float = 300):
+    """``sglang-fl conformance --platform template`` in a fresh process, JSON to ``report``."""
+    args = ("--platform", "template", *options, "--json", str(report))
+    return run(site, "-m", "sglang_fl.conformance", *args, timeout=timeout)
+
+
 def test_passes_the_op_conformance_on_cpu(site, tmp_path):
     path = tmp_path / "template.json"
-    proc = run(
-        site,
-        "-m",
-        "sglang_fl.conformance",
-        "--platform",
-        "template",
-        "--ops-only",
-        "--json",
-        str(path),
-    )
+    proc = conformance(site, path, "--ops-only")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     report = json.loads(path.read_text())
     assert report["device"] == "cpu" and report["counts"]["fail"] == 0
@@ -158,17 +155,7 @@ def test_passes_the_op_conformance_on_cpu(site, tmp_path):
 @pytest.mark.slow
 def test_passes_the_whole_conformance_with_real_sglang(site, tmp_path):
     path = tmp_path / "template.json"
-    proc = run(
-        site,
-        "-m",
-        "sglang_fl.conformance",
-        "--platform",
-        "template",
-        "--quick",
-        "--json",
-        str(path),
-        timeout=1800,
-    )
+    proc = conformance(site, path, "--quick", timeout=1800)
     assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
     checks = {c["name"]: c for c in json.loads(path.read_text())["checks"]}
     for cls in CLASSES:
