@@ -41,7 +41,11 @@ def _problem(device: str, min_devices: int, sglang: str) -> str | None:
             importlib.import_module(module)
         except ImportError as exc:
             return f"this cell runs on {device}, but {module} cannot be imported: {exc}"
-    import torch
+    try:
+        import torch
+    except ImportError as exc:
+        return (f"torch cannot be imported ({exc}): an accelerator cell takes its stack from the "
+                "host or image (sitepackages, PYTHONPATH; see tox.ini)")  # fmt: skip
 
     accelerator = torch.accelerator.current_accelerator()
     found = accelerator.type if accelerator is not None else "no accelerator"
