@@ -9,6 +9,7 @@ sglang-fl bench dispatch         per-call cost of dispatch vs calling the kernel
 sglang-fl bench ops              fused ops per backend vs the vendor kernel (GPU)
 sglang-fl bench e2e              SGLang without vs with the plugin, end to end (GPU)
 sglang-fl bench aten             measure the default set of ATen ops FlagGems replaces (GPU)
+sglang-fl conformance            check the platform's vendor backend and a real SGLang run
 """
 
 from __future__ import annotations
@@ -88,6 +89,9 @@ def _parser() -> argparse.ArgumentParser:
                       help="rewrite the measured flagos_whitelist block of this YAML")  # fmt: skip
     aten.add_argument("--json", metavar="FILE", help="also write the full report here")
     aten.set_defaults(handler=cmd_bench_aten)
+    from sglang_fl.conformance.cli import add_parser as add_conformance_parser
+
+    add_conformance_parser(sub)
     return parser
 
 

@@ -9,15 +9,23 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import threading
 from pathlib import Path
 
 ARROW = "\u2192"
+_LINE = re.compile(rf"^\[OOT-DISPATCH\] (\S+) {ARROW} (\w+)\(([^()]+)\)$")
 
 
 def format_line(class_name: str, kind: str, impl_id: str) -> str:
     """``[OOT-DISPATCH] RMSNorm → reference(reference)``"""
     return f"[OOT-DISPATCH] {class_name} {ARROW} {kind}({impl_id})"
+
+
+def parse_line(line: str) -> tuple[str, str, str] | None:
+    """``(class_name, kind, impl_id)`` of a line written by :func:`format_line`, else None."""
+    match = _LINE.match(line.strip())
+    return (match[1], match[2], match[3]) if match else None
 
 
 class DispatchLog:

@@ -8,7 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-RUNNER = Path(__file__).with_name("engine_runner.py")
+# The same runner the conformance suite uses: one Engine per process, a RESULT line on stdout.
+RUNNER = ("-m", "sglang_fl.conformance.engine")
 OUR_PREFIXES = ("SGLANG_FL_", "USE_FLAGGEMS", "SGLANG_FLAGGEMS_", "FLAGCX_PATH", "SGLANG_PLUGINS",
                 "SGLANG_PLATFORM")  # fmt: skip
 
@@ -24,7 +25,7 @@ def run_engine(model: Path, prompts: list[list[int]], max_new: int, env: dict[st
                timeout: float = 900, tp_size: int = 1,
                engine_kwargs: dict | None = None) -> tuple[dict | None, str]:  # fmt: skip
     """(result, combined output). result is None when the process did not succeed."""
-    argv = [sys.executable, str(RUNNER), str(model), json.dumps(prompts), str(max_new),
+    argv = [sys.executable, *RUNNER, str(model), json.dumps(prompts), str(max_new),
             str(tp_size), json.dumps(engine_kwargs or {})]  # fmt: skip
     proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout)
     output = proc.stdout + proc.stderr

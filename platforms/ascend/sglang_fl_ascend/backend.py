@@ -18,6 +18,9 @@ torch_npu APIs (the ones SGLang's own ``forward_npu`` paths call):
                     (``[max_pos, rotary_dim]``, cos half then sin half); ``bind`` casts it once
                     to the query dtype, so no call concatenates or converts anything.
 
+``npu_swiglu`` and ``npu_gemma_rms_norm`` take contiguous inputs only (documented), so a strided
+view (a slice of a wider projection output) is made contiguous first, a no-op otherwise.
+
 Cases torch_npu cannot express are refused per instance through ``OpImpl.supports`` (selection
 then uses the next backend, e.g. the reference): dtypes other than fp16/bf16/fp32, a norm weight
 whose dtype differs from the input (the kernels require gamma in the input dtype), a rotary_dim
@@ -77,8 +80,14 @@ def _supports_silu_and_mul(params: ActivationParams) -> str | None:
 
 
 def _bind_silu_and_mul(params: ActivationParams) -> Callable[[torch.Tensor], torch.Tensor]:
-    # npu_swiglu(x, dim=-1) is exactly fn(x) -> silu(x[..., :d]) * x[..., d:]
-    return _torch_npu().npu_swiglu
+    npu_swiglu = _torch_npu().npu_swiglu
+
+    def silu_and_mul(x: torch.Tensor) -> torch.Tensor:
+        # npu_swiglu(x, dim=-1) is exactly silu(x[..., :d]) * x[..., d:], on a contiguous
+        # input (its documented constraint; .contiguous() is free when x already is)
+        return npu_swiglu(x.contiguous())
+
+    return silu_and_mul
 
 
 # --------------------------------------------------------------------------- norms
@@ -128,8 +137,8 @@ def _bind_gemma_rms_norm(params: NormParams) -> Callable[..., Any]:
     weight, eps = params.weight, params.eps
 
     def gemma_rms_norm(x: torch.Tensor, residual: torch.Tensor | None):
-        if residual is None:
-            return npu_gemma_rms_norm(x, weight, eps)[0]
+        if residual is None:  # the kernel takes contiguous input only (documented)
+            return npu_gemma_rms_norm(x.contiguous(), weight, eps)[0]
         summed = x + residual  # GemmaRMSNorm adds in the input dtype
         return npu_gemma_rms_norm(summed, weight, eps)[0], summed
 
