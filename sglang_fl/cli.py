@@ -6,6 +6,7 @@ sglang-fl sample-config PATH     write the documented sample YAML to PATH
 sglang-fl serve [SGLANG ARGS]    python -m sglang.launch_server with the plugin; without
                                  --model-path it serves the embedded tiny model
 sglang-fl bench dispatch         per-call cost of dispatch vs calling the kernel directly
+sglang-fl bench comm             all-reduce bus bandwidth: SGLang's TP group vs torch.distributed
 """
 
 from __future__ import annotations
@@ -53,9 +54,13 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     serve.set_defaults(handler=cmd_serve)
     bench = sub.add_parser("bench", help="benchmarks")
-    bench.add_argument("what", choices=["dispatch"], help="dispatch: per-call overhead")
+    bench.add_argument("what", choices=["dispatch", "comm"],
+                       help="dispatch: per-call overhead; comm: all-reduce bandwidth")  # fmt: skip
     bench.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     bench.add_argument("--json", action="store_true", help="one JSON object")
+    from sglang_fl.bench.comm import add_arguments as add_comm_arguments
+
+    add_comm_arguments(bench)
     bench.set_defaults(handler=cmd_bench)
     return parser
 
@@ -114,6 +119,10 @@ def cmd_serve(args: argparse.Namespace, rest: list[str]) -> int:
 
 
 def cmd_bench(args: argparse.Namespace, rest: list[str]) -> int:
+    if args.what == "comm":
+        from sglang_fl.bench import comm
+
+        return comm.main(args)
     from sglang_fl.bench.dispatch_overhead import run
 
     results = [r.as_dict() for r in run(args.device)]
