@@ -3,7 +3,10 @@
 Tested: 0.5.15 (fused ops subclass ``MultiPlatformOp``; the OOT forward is bound eagerly in
 ``__init__``) and 0.5.21 (``BaseFusedOp``; bound lazily on the first call). Both keep the bound
 forward in ``self._forward_method`` and share ``register_oot_forward(op_cls, fn, key)``, keyed
-on the exact class. Everything else in sglang-fl goes through the functions here.
+on the exact class. Layer 3 needs the hook registry, ``GroupCoordinator``'s communicator flags
+(``use_pymscclpp`` became ``use_mscclpp``) and, outside a server, building SGLang's TP groups
+(0.5.21 reads the widths from a published runtime context). Everything else in sglang-fl goes
+through the functions here.
 """
 
 from __future__ import annotations

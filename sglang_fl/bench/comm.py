@@ -11,8 +11,9 @@ platform names. Per message size, each process then times, interleaved:
   row-parallel layer calls: with ``nccl`` SGLang's own custom all-reduce / NCCL path, with
   ``flagcx`` sglang-fl's FlagCX backend, with ``gloo``/``hccl`` torch.distributed.
 
-Time per call: the best of several rounds of back-to-back calls ending in a device sync, the
-slowest rank's. Bus bandwidth follows nccl-tests: ``bytes / time * 2 (n - 1) / n``.
+Time per call: the best of interleaved rounds of back-to-back calls ending in a device sync
+(``dispatch_overhead.per_call_us``, as ``bench dispatch`` times), the slowest rank's. Bus
+bandwidth follows nccl-tests: ``bytes / time * 2 (n - 1) / n``.
 """
 
 from __future__ import annotations
@@ -22,14 +23,11 @@ import json
 import os
 import re
 import tempfile
-import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 DEFAULT_SIZES = "1MiB,16MiB,256MiB"
-ROUNDS = 5
 _UNITS = {"": 1, "B": 1, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "KB": 10**3, "MB": 10**6,
           "GB": 10**9}  # fmt: skip
 
@@ -134,6 +132,7 @@ def _worker(
     from sglang.srt.plugins import load_plugins
 
     from sglang_fl import compat
+    from sglang_fl.bench.dispatch_overhead import REPEATS, per_call_us
     from sglang_fl.config import get_settings
 
     load_plugins()  # sglang-fl's Layer 3 and hooks, as in every SGLang process
@@ -155,8 +154,10 @@ def _worker(
                 lambda t=tensor: dist.all_reduce(t, group=direct),
                 lambda t=tensor: tp.all_reduce(t),
             ]
-            timings = _best_times(calls, iters, lambda: _synchronize(device))
-            slowest = torch.tensor(timings, dtype=torch.float64)
+            for call in calls:  # warm-up: connections, buffers, custom all-reduce IPC
+                call()
+            timings_us = per_call_us(calls, iters, sync=lambda: _synchronize(device))
+            slowest = torch.tensor(timings_us, dtype=torch.float64) / 1e6
             dist.all_reduce(slowest, op=dist.ReduceOp.MAX, group=tp.cpu_group)
             results.append(_result(size, world, *slowest.tolist()))
         if rank == 0:
@@ -164,31 +165,12 @@ def _worker(
                 "device": device_type, "nprocs": world, "dtype": str(dtype).split(".")[1],
                 "platform": type(platforms.current_platform).__name__,
                 "dist_backend": settings.dist_backend, "torch_backend": backend,
-                "baseline_backend": baseline, "iters": iters, "rounds": ROUNDS,
+                "baseline_backend": baseline, "iters": iters, "rounds": REPEATS,
                 "results": [r.as_dict() for r in results],
             }))  # fmt: skip
     finally:
         dist.destroy_process_group(direct)
         compat.destroy_tensor_parallel()
-
-
-def _best_times(
-    calls: list[Callable[[], Any]], iters: int, sync: Callable[[], None]
-) -> list[float]:
-    """Seconds per call of each, best of ROUNDS interleaved rounds (after a warm-up)."""
-    for call in calls:
-        for _ in range(3):
-            call()
-    sync()
-    best = [float("inf")] * len(calls)
-    for _ in range(ROUNDS):
-        for index, call in enumerate(calls):
-            start = time.perf_counter()
-            for _ in range(iters):
-                call()
-            sync()
-            best[index] = min(best[index], (time.perf_counter() - start) / iters)
-    return best
 
 
 def _result(size: int, world: int, torch_s: float, sglang_fl_s: float) -> CommResult:

@@ -7,12 +7,15 @@ backend is process-global, so every test here registers the same (library, devic
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import pytest
 import torch
 import torch.distributed as dist
-from flagcx_double import Double
+from flagcx_double import Double, trace_calls
 
 from sglang_fl.distributed.flagcx import FlagCXLibrary
 from sglang_fl.distributed.flagcx_process_group import (
@@ -84,3 +87,21 @@ def test_destroying_the_group_destroys_its_communicator(world, live) -> None:
     assert live() == 1
     dist.destroy_process_group()
     assert live() == 0 and world.communicator.closed
+
+
+def test_a_group_left_open_is_destroyed_at_process_exit(flagcx_double_root, tmp_path) -> None:
+    # SGLang's scheduler may exit without destroy_process_group: the communicator's finalizer
+    # still destroys it at interpreter exit.
+    trace = tmp_path / "trace.txt"
+    code = (
+        "import torch.distributed as dist\n"
+        "from sglang_fl.distributed.flagcx import load_library\n"
+        "from sglang_fl.distributed.flagcx_process_group import register_torch_backend\n"
+        f"backend = register_torch_backend(load_library({str(flagcx_double_root)!r}), 'cpu')\n"
+        "dist.init_process_group(backend, rank=0, world_size=1, store=dist.HashStore())\n"
+    )
+    env = {**os.environ, "FLAGCX_DOUBLE_TRACE": str(trace)}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    names = [name for _, name, _ in trace_calls(trace)]
+    assert names == ["flagcxCommInitRank", "flagcxCommDestroy"]
