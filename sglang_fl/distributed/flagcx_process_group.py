@@ -14,9 +14,9 @@ send/recv. Nothing of ``GroupCoordinator`` is patched for that.
 torch accepts a ``torch.distributed.ProcessGroup`` subclass from a backend's creator and calls
 its methods, which speak torch's backend-level API: tensor arguments are lists with one tensor
 (one device per process), ranks are ranks in the group, options carry the reduce op and root.
-torch renamed two of them (``_allgather_base``/``_reduce_scatter_base`` up to 2.11,
-``all_gather_single``/``reduce_scatter_single`` in 2.13, likewise ``alltoall_base`` and
-``all_to_all_single``); both names are defined.
+torch 2.13 calls ``all_gather_single``, ``reduce_scatter_single`` and ``all_to_all_single``
+where earlier releases call ``_allgather_base``, ``_reduce_scatter_base`` and
+``alltoall_base``; both names are defined (only 2.13 runs in CI; the GPU host has 2.11).
 
 Completion: FlagCX enqueues on the device's current stream, so a result is ordered before
 everything later on that stream, which is what ``Work.wait()`` promises for NCCL. The returned
