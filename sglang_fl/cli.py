@@ -9,6 +9,7 @@ sglang-fl bench dispatch         per-call cost of dispatch vs calling the kernel
 sglang-fl bench ops              fused ops per backend vs the vendor kernel (GPU)
 sglang-fl bench e2e              SGLang without vs with the plugin, end to end (GPU)
 sglang-fl bench aten             measure the default set of ATen ops FlagGems replaces (GPU)
+sglang-fl bench comm             all-reduce bus bandwidth: SGLang's TP group vs torch.distributed
 sglang-fl conformance            check the platform's vendor backend and a real SGLang run
 """
 
@@ -89,6 +90,13 @@ def _parser() -> argparse.ArgumentParser:
                       help="rewrite the measured flagos_whitelist block of this YAML")  # fmt: skip
     aten.add_argument("--json", metavar="FILE", help="also write the full report here")
     aten.set_defaults(handler=cmd_bench_aten)
+    comm = kinds.add_parser("comm", help="all-reduce bus bandwidth: SGLang's TP group vs torch")
+    comm.add_argument("--device", default="cpu", help="torch device type (default: cpu)")
+    comm.add_argument("--json", action="store_true", help="one JSON object")
+    from sglang_fl.bench.comm import add_arguments as add_comm_arguments
+
+    add_comm_arguments(comm)
+    comm.set_defaults(handler=cmd_bench_comm)
     from sglang_fl.conformance.cli import add_parser as add_conformance_parser
 
     add_conformance_parser(sub)
@@ -146,6 +154,12 @@ def cmd_serve(args: argparse.Namespace, rest: list[str]) -> int:
     print("sglang-fl: exec " + " ".join(argv), file=sys.stderr, flush=True)
     os.execv(sys.executable, argv)
     return 0  # not reached
+
+
+def cmd_bench_comm(args: argparse.Namespace, rest: list[str]) -> int:
+    from sglang_fl.bench import comm
+
+    return comm.main(args)
 
 
 def cmd_bench_dispatch(args: argparse.Namespace, rest: list[str]) -> int:

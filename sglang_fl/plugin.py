@@ -48,7 +48,7 @@ def activate_platform() -> str | None:
 
 
 def load_plugin() -> None:
-    """Validate the configuration and install Layers 1 and 2 in this process (idempotent)."""
+    """Validate the configuration and install Layers 1-3 in this process (idempotent)."""
     global _loaded_pid, _dispatcher
     if _loaded_pid == os.getpid():
         return
@@ -57,6 +57,7 @@ def load_plugin() -> None:
     from sglang_fl.aten import install_layer1
     from sglang_fl.config import get_settings
     from sglang_fl.dispatch.oot import install_layer2
+    from sglang_fl.distributed import layer3
     from sglang_fl.logs import configure_logging
 
     with fatal_errors():
@@ -75,11 +76,13 @@ def load_plugin() -> None:
 
         if not isinstance(platform, FLPlatform):
             logger.warning(
-                "sglang-fl Layer 2 inactive: the active SGLang platform (%s) is not sglang-fl's; "
+                "sglang-fl Layers 2 and 3 inactive: the active SGLang platform (%s) is not "
+                "sglang-fl's; "
                 "set SGLANG_PLATFORM=sglang_fl or check SGLANG_PLUGINS",
                 type(platform).__name__,
             )
             return
+        layer3.install(settings, platform.device_type)
         _dispatcher = install_layer2(settings, platform.get_dispatch_key_name())
         if settings.aten_trace is not None:  # `sglang-fl bench aten`'s trace run
             from sglang_fl.bench.aten_trace import start

@@ -40,3 +40,23 @@ def embedded_model(tmp_path_factory) -> Path:
     from sglang_fl.models.embedded import ensure_embedded_model
 
     return ensure_embedded_model()
+
+
+@pytest.fixture(scope="session")
+def c_compiler() -> str:
+    from flagcx_double import find_compiler
+
+    found = find_compiler()
+    if found is None:
+        pytest.skip("missing dependency: cc (a C compiler builds the FlagCX test double)")
+    return found
+
+
+@pytest.fixture(scope="session")
+def flagcx_double_root(c_compiler: str, tmp_path_factory) -> Path:
+    """A directory laid out like a FlagCX install (``lib/libflagcx.so``) holding the double."""
+    from flagcx_double import build
+
+    root = tmp_path_factory.mktemp("flagcx-double")
+    build(c_compiler, root)
+    return root

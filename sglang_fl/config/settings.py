@@ -67,7 +67,7 @@ KNOWN_ENV = frozenset({*ENV.values(), CONFIG_ENV, FLAGCX_ENV})
 PUBLIC_FIELDS = (
     "prefer", "strict", "op_backends", "allow_vendors", "deny_vendors", "oot_enabled",
     "oot_whitelist", "oot_blacklist", "use_flaggems", "flagos_whitelist", "flagos_blacklist",
-    "dispatch_log", "dist_backend", "platform",
+    "dispatch_log", "dist_backend", "flagcx_path", "platform",
 )  # fmt: skip
 
 
@@ -106,6 +106,7 @@ class Settings:
     flagos_blacklist: tuple[str, ...]
     dispatch_log: Path | None
     dist_backend: str
+    flagcx_path: str | None  # FLAGCX_PATH as given; resolved to libflagcx.so by Layer 3
     platform: str
     log_level: str
     flaggems_record: bool
@@ -381,6 +382,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     values.update(_resolve_lists(layers, "flagos", check_aten_names))
     values["dispatch_log"] = _resolve(layers, "dispatch_log", None, from_env=check_log_path)
     values["dist_backend"] = _resolve_dist_backend(layers, bundle)
+    values["flagcx_path"] = _resolve_flagcx_path(layers)
     values["log_level"] = _resolve(layers, "log_level", "INFO",
         from_env=lambda s, raw: check_choice(s, raw, LOG_LEVELS, upper=True))  # fmt: skip
     values["flaggems_record"] = _resolve(layers, "flaggems_record", False, from_env=parse_bool)
@@ -462,6 +464,15 @@ def _resolve_dist_backend(layers: _Layers, bundle: PlatformBundle) -> str:
             f"dist backend {backend!r} is not supported on platform {bundle.name!r}",
         )  # fmt: skip
     return backend
+
+
+def _resolve_flagcx_path(layers: _Layers) -> str | None:
+    """The raw ``FLAGCX_PATH`` (a directory or the library file). Only its presence is
+    checked here; finding and loading the library, with the paths tried in the message,
+    belongs to Layer 3 (:mod:`sglang_fl.distributed.flagcx`)."""
+    raw = layers.env.get(FLAGCX_ENV, "").strip()
+    layers.record("flagcx_path", f"env:{FLAGCX_ENV}" if raw else "default")
+    return raw or None
 
 
 def _select_platform(

@@ -8,8 +8,9 @@ module with the environment of the configuration under test::
 
 PROMPTS_JSON is a list of token-id lists. KWARGS_JSON is an object of ``sglang.Engine``
 arguments (default ``{"dtype": "float32"}``); its key ``top_logprobs`` (an int) asks for each
-output token's logprob and the top-N logprobs. The last stdout line is ``RESULT {"output_ids":
-[...], "platform": "<module>.<class>"[, "logprobs": [...]]}``; SGLang's own logs go to stderr.
+output token's logprob (``logprobs``: per prompt, per position) and the top N (``top``: per
+position, ``[logprob, token id]`` pairs, best first). The last stdout line is ``RESULT
+{"output_ids": [...], "platform": "<module>.<class>", ...}``; SGLang's own logs go to stderr.
 """
 
 from __future__ import annotations
@@ -46,21 +47,16 @@ def generate(
             "output_ids": [out["output_ids"] for out in outputs],
             "platform": f"{platform.__module__}.{platform.__name__}",
         }
-        if top_logprobs:
-            result["logprobs"] = [_logprobs(out["meta_info"]) for out in outputs]
+        if top_logprobs:  # per prompt and position: the chosen token's logprob, the top N
+            metas = [out["meta_info"] for out in outputs]
+            result["logprobs"] = [[e[0] for e in m["output_token_logprobs"]] for m in metas]
+            result["top"] = [
+                [[[e[0], e[1]] for e in position] for position in m["output_top_logprobs"]]
+                for m in metas
+            ]
         return result
     finally:
         engine.shutdown()
-
-
-def _logprobs(meta: dict) -> list[dict]:
-    """Per output token: its logprob and the top-N (token id -> logprob)."""
-    return [
-        {"logprob": chosen[0], "top": {str(t[1]): t[0] for t in top}}
-        for chosen, top in zip(
-            meta["output_token_logprobs"], meta["output_top_logprobs"], strict=True
-        )
-    ]
 
 
 def main(argv: list[str]) -> int:

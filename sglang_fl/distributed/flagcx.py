@@ -31,7 +31,6 @@ ABI decisions (basis: the v0.13.0 header as recorded in our research notes):
 from __future__ import annotations
 
 import ctypes
-import os
 import threading
 from collections.abc import Mapping
 from ctypes import POINTER, c_char_p, c_int, c_size_t, c_void_p
@@ -210,18 +209,22 @@ def candidate_paths(flagcx_path: str) -> list[Path]:
     return [root / "lib" / LIBRARY_NAME, root / "build" / "lib" / LIBRARY_NAME]
 
 
-def find_library(flagcx_path: str | None = None) -> Path:
-    """Resolve libflagcx.so from ``flagcx_path`` (default: the ``FLAGCX_PATH`` variable)."""
-    raw = os.environ.get(FLAGCX_ENV, "") if flagcx_path is None else flagcx_path
+def find_library(flagcx_path: str | None) -> Path:
+    """Resolve libflagcx.so from a ``FLAGCX_PATH`` value (``Settings.flagcx_path``).
+
+    The value is passed in rather than read here: the environment is read only by
+    :mod:`sglang_fl.config.settings`.
+    """
+    raw = (flagcx_path or "").strip()
     hint = (
         f"set {FLAGCX_ENV} to a FlagCX install or build directory (one containing "
         f"lib/{LIBRARY_NAME} or build/lib/{LIBRARY_NAME}) or to the {LIBRARY_NAME} file itself"
     )
-    if not raw.strip():
+    if not raw:
         raise FlagCXLibraryError(
             f"{FLAGCX_ENV} is not set, so {LIBRARY_NAME} cannot be found: {hint}"
         )
-    tried = candidate_paths(raw.strip())
+    tried = candidate_paths(raw)
     for path in tried:
         if path.is_file():
             return path.resolve()
@@ -233,8 +236,9 @@ _LOADED: dict[Path, FlagCXLibrary] = {}
 _LOAD_LOCK = threading.Lock()
 
 
-def load_library(flagcx_path: str | None = None) -> FlagCXLibrary:
-    """The process-wide binding for the libflagcx.so that ``flagcx_path`` resolves to.
+def load_library(flagcx_path: str | None) -> FlagCXLibrary:
+    """The process-wide binding for the libflagcx.so that ``flagcx_path`` (a ``FLAGCX_PATH``
+    value, normally ``Settings.flagcx_path``) resolves to.
 
     Loaded, symbol-checked and version-checked once per resolved path; later calls return the
     same object. A refused library is not cached.

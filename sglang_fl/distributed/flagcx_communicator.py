@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import logging
-import math
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -35,7 +34,6 @@ from sglang_fl.distributed.flagcx import (
     FlagCXLibrary,
     flagcx_dtype,
     flagcx_op,
-    load_library,
 )
 from sglang_fl.errors import FlagCXError, FlagCXUsageError
 
@@ -117,34 +115,56 @@ def _destroy(lib: FlagCXLibrary, comm: int, streams: dict[int, Any], *, raise_er
 class FlagCXCommunicator:
     """FlagCX collectives for one process group, on one device.
 
+    Create it with :meth:`create` (the ranks already share a unique id, e.g. through a
+    torch.distributed store) or :meth:`over_group` (rank 0 makes the id and broadcasts it
+    over a gloo group), or wrap an existing ``flagcxComm_t`` with :meth:`from_comm`.
+
+    library:          the loaded binding (:func:`~sglang_fl.distributed.flagcx.load_library`).
     rank, world_size: this process's rank in the group and the group's size.
-    cpu_group:        a torch.distributed CPU (gloo) group of the same ranks; used only to
-                      broadcast the unique id at creation.
     device:           the device whose tensors this communicator moves.
     stream_provider:  returns the raw stream handle to enqueue on (default: the device's
                       current stream; ``0`` on CPU). Every method also takes ``stream=`` to
                       override it for one call.
-    library:          the binding to use (default: :func:`load_library` from ``FLAGCX_PATH``).
     """
 
-    def __init__(
-        self,
+    @classmethod
+    def create(
+        cls,
+        library: FlagCXLibrary,
+        unique_id: bytes,
+        *,
         rank: int,
         world_size: int,
-        cpu_group: Any,
         device: torch.device | str,
         stream_provider: StreamProvider | None = None,
-        *,
-        library: FlagCXLibrary | None = None,
-    ) -> None:
+    ) -> FlagCXCommunicator:
+        """Join the communicator every rank creates from the same ``unique_id``."""
         device = _normalize_device(device)
-        _check_group(cpu_group, rank, world_size)
         provider = stream_provider or default_stream_provider(device)
-        lib = library if library is not None else load_library()
-        unique_id = _exchange_unique_id(lib, cpu_group)
         with _device_context(device):
-            comm = lib.comm_init_rank(world_size, unique_id, rank)
-        self._attach(lib, comm, rank, world_size, device, provider)
+            comm = library.comm_init_rank(world_size, unique_id, rank)
+        return cls.from_comm(
+            library, comm, rank=rank, world_size=world_size, device=device,
+            stream_provider=provider,
+        )  # fmt: skip
+
+    @classmethod
+    def over_group(
+        cls,
+        library: FlagCXLibrary,
+        cpu_group: Any,
+        *,
+        device: torch.device | str,
+        stream_provider: StreamProvider | None = None,
+    ) -> FlagCXCommunicator:
+        """One communicator for the ranks of ``cpu_group`` (a torch.distributed gloo group,
+        ``None`` for WORLD), which carries the unique id."""
+        rank, world_size = _group_layout(cpu_group)
+        unique_id = _exchange_unique_id(library, cpu_group)
+        return cls.create(
+            library, unique_id, rank=rank, world_size=world_size, device=device,
+            stream_provider=stream_provider,
+        )  # fmt: skip
 
     @classmethod
     def from_comm(
@@ -289,6 +309,45 @@ class FlagCXCommunicator:
         )
         return output
 
+    def all_gather_list(
+        self, outputs: Sequence[torch.Tensor], input: torch.Tensor, *, stream: int | None = None
+    ) -> Sequence[torch.Tensor]:
+        """``outputs[r]`` receives rank r's ``input``; the ranks' sizes may differ.
+
+        One broadcast per rank (root r sends its ``input``) inside a FlagCX group.
+        """
+        comm = self._live_comm()
+        self._check_list(outputs, input, "outputs")
+        dtype, stream_ptr = flagcx_dtype(input.dtype), self._stream(stream)
+        with self._group(comm):
+            for root, out in enumerate(outputs):
+                src = input.data_ptr() if root == self.rank else out.data_ptr()
+                self.library.broadcast(
+                    src, out.data_ptr(), out.numel(), dtype, root, comm, stream_ptr
+                )
+        return outputs
+
+    def reduce_scatter_list(
+        self,
+        output: torch.Tensor,
+        inputs: Sequence[torch.Tensor],
+        op: object = "sum",
+        *,
+        stream: int | None = None,
+    ) -> torch.Tensor:
+        """``output`` gets the reduction over ranks of their ``inputs[rank]``; sizes may
+        differ per rank. One reduce per rank (root r) inside a FlagCX group."""
+        comm = self._live_comm()
+        self._check_list(inputs, output, "inputs")
+        dtype, red, stream_ptr = flagcx_dtype(output.dtype), flagcx_op(op), self._stream(stream)
+        with self._group(comm):
+            for root, chunk in enumerate(inputs):
+                recv = output.data_ptr() if root == self.rank else chunk.data_ptr()
+                self.library.reduce(
+                    chunk.data_ptr(), recv, chunk.numel(), dtype, red, root, comm, stream_ptr
+                )
+        return output
+
     def all_gatherv(
         self,
         output: torch.Tensor,
@@ -297,21 +356,9 @@ class FlagCXCommunicator:
         *,
         stream: int | None = None,
     ) -> torch.Tensor:
-        """All-gather with per-rank dim-0 ``sizes``: rank r's rows land at their offset.
-
-        One broadcast per rank (root r sends ``input``) inside a FlagCX group.
-        """
-        comm = self._live_comm()
-        sizes, row = self._check_varsized(output, input, sizes, gathered=output, local=input)
-        dtype, stream_ptr = flagcx_dtype(input.dtype), self._stream(stream)
-        base, itemsize, send = output.data_ptr(), output.element_size(), input.data_ptr()
-        with self._group(comm):
-            offset = 0
-            for root, rows in enumerate(sizes):
-                recv = base + offset * row * itemsize
-                src = send if root == self.rank else recv
-                self.library.broadcast(src, recv, rows * row, dtype, root, comm, stream_ptr)
-                offset += rows
+        """All-gather with per-rank dim-0 ``sizes``: rank r's rows land at their offset."""
+        sizes = self._check_varsized(output, input, sizes, gathered=output, local=input)
+        self.all_gather_list(output.split(sizes), input, stream=stream)
         return output
 
     def reduce_scatterv(
@@ -324,20 +371,23 @@ class FlagCXCommunicator:
         stream: int | None = None,
     ) -> torch.Tensor:
         """Reduce-scatter with per-rank dim-0 ``sizes``: rank r gets the reduced rows of its
-        slice. One reduce per rank (root r) inside a FlagCX group."""
+        slice of ``input``."""
+        sizes = self._check_varsized(output, input, sizes, gathered=input, local=output)
+        return self.reduce_scatter_list(output, input.split(sizes), op, stream=stream)
+
+    def reduce(
+        self, tensor: torch.Tensor, root: int, op: object = "sum", *, stream: int | None = None
+    ) -> torch.Tensor:
+        """Reduce every rank's ``tensor`` into ``root``'s ``tensor`` (in place there)."""
         comm = self._live_comm()
-        sizes, row = self._check_varsized(output, input, sizes, gathered=input, local=output)
-        dtype, red = flagcx_dtype(input.dtype), flagcx_op(op)
-        stream_ptr = self._stream(stream)
-        base, itemsize, mine = input.data_ptr(), input.element_size(), output.data_ptr()
-        with self._group(comm):
-            offset = 0
-            for root, rows in enumerate(sizes):
-                send = base + offset * row * itemsize
-                recv = mine if root == self.rank else send
-                self.library.reduce(send, recv, rows * row, dtype, red, root, comm, stream_ptr)
-                offset += rows
-        return output
+        self._check(tensor, "tensor")
+        self._check_rank(root, "root")
+        ptr = tensor.data_ptr()
+        self.library.reduce(
+            ptr, ptr, tensor.numel(), flagcx_dtype(tensor.dtype), flagcx_op(op), root, comm,
+            self._stream(stream),
+        )  # fmt: skip
+        return tensor
 
     def broadcast(
         self, tensor: torch.Tensor, src: int, *, stream: int | None = None
@@ -421,6 +471,24 @@ class FlagCXCommunicator:
                 f"{tuple(output.shape)}, input {tuple(input.shape)}"
             )
 
+    def _check_list(self, tensors: Sequence[torch.Tensor], mine: torch.Tensor, name: str) -> None:
+        """One tensor per rank, this rank's shaped like ``mine``, all like ``mine`` otherwise."""
+        self._check(mine, "this rank's tensor")
+        if len(tensors) != self.world_size:
+            raise FlagCXUsageError(
+                f"{name} needs one tensor per rank (world_size={self.world_size}); "
+                f"got {len(tensors)}"
+            )
+        for index, tensor in enumerate(tensors):
+            self._check(tensor, f"{name}[{index}]")
+            if tensor.dtype != mine.dtype:
+                raise FlagCXUsageError(f"{name}[{index}] is {tensor.dtype}, expected {mine.dtype}")
+        if tensors[self.rank].shape != mine.shape:
+            raise FlagCXUsageError(
+                f"{name}[{self.rank}] (this rank's) needs shape {tuple(mine.shape)}; got "
+                f"{tuple(tensors[self.rank].shape)}"
+            )
+
     def _check_varsized(
         self,
         output: torch.Tensor,
@@ -429,8 +497,8 @@ class FlagCXCommunicator:
         *,
         gathered: torch.Tensor,
         local: torch.Tensor,
-    ) -> tuple[list[int], int]:
-        """Validate a v-collective; returns the sizes as a list and the elements per row."""
+    ) -> list[int]:
+        """Validate a v-collective before any call; returns the sizes as a list."""
         self._check_same(output, input)
         sizes = [int(s) for s in sizes]
         if len(sizes) != self.world_size or any(s < 0 for s in sizes):
@@ -449,7 +517,7 @@ class FlagCXCommunicator:
                 f"this rank's tensor needs shape {expected} (sizes[{self.rank}] rows); "
                 f"got {tuple(local.shape)}"
             )
-        return sizes, math.prod(gathered.shape[1:])
+        return sizes
 
     def _check_rank(self, peer: int, name: str) -> None:
         if not 0 <= peer < self.world_size:
@@ -461,20 +529,16 @@ class FlagCXCommunicator:
 # --------------------------------------------------------------------------- creation checks
 
 
-def _check_group(cpu_group: Any, rank: int, world_size: int) -> None:
-    """The unique id travels over ``cpu_group``: its ranks must be the communicator's."""
+def _group_layout(cpu_group: Any) -> tuple[int, int]:
+    """(rank, world size) of this process in ``cpu_group``, which must exist."""
     dist = torch.distributed
     if not (dist.is_available() and dist.is_initialized()):
         raise FlagCXUsageError(
-            "FlagCXCommunicator needs an initialized torch.distributed CPU (gloo) group to "
-            "share the FlagCX unique id; call torch.distributed.init_process_group first"
+            "FlagCXCommunicator.over_group needs an initialized torch.distributed CPU (gloo) "
+            "group to share the FlagCX unique id; call torch.distributed.init_process_group "
+            "first"
         )
-    group_rank, group_size = dist.get_rank(cpu_group), dist.get_world_size(cpu_group)
-    if (group_rank, group_size) != (rank, world_size):
-        raise FlagCXUsageError(
-            f"rank={rank}, world_size={world_size} do not match cpu_group (this process is "
-            f"rank {group_rank} of {group_size} there)"
-        )
+    return dist.get_rank(cpu_group), dist.get_world_size(cpu_group)
 
 
 def _check_comm(lib: FlagCXLibrary, comm: int, rank: int, world_size: int) -> None:

@@ -45,7 +45,7 @@ YAML_ACCEPTED = (
 PUBLIC_KEYS = {
     "prefer", "strict", "op_backends", "allow_vendors", "deny_vendors", "oot_enabled",
     "oot_whitelist", "oot_blacklist", "use_flaggems", "flagos_whitelist", "flagos_blacklist",
-    "dispatch_log", "dist_backend", "platform", "sources",
+    "dispatch_log", "dist_backend", "flagcx_path", "platform", "sources",
 }  # fmt: skip
 
 # --------------------------------------------------------------------------- helpers
@@ -285,6 +285,15 @@ PRECEDENCE = [
     P({"FLAGCX_PATH": "/opt/flagcx", "SGLANG_FL_DIST_BACKEND": "gloo"}, None, "dist_backend",
       "gloo", "env:SGLANG_FL_DIST_BACKEND", {"cpu_dist": ("gloo", "flagcx")},
       id="dist_backend-explicit-env>flagcx-path"),
+    # ---- flagcx_path (env only; kept as given, resolved by Layer 3)
+    P({}, None, "flagcx_path", None, "default", {}, id="flagcx_path-default"),
+    P({"FLAGCX_PATH": "  "}, None, "flagcx_path", None, "default", {},
+      id="flagcx_path-blank-is-unset"),
+    P({"FLAGCX_PATH": " /opt/flagcx "}, None, "flagcx_path", "/opt/flagcx", "env:FLAGCX_PATH",
+      {"cpu_dist": ("gloo", "flagcx")}, id="flagcx_path-env"),
+    P({"FLAGCX_PATH": "/opt/flagcx", "SGLANG_FL_DIST_BACKEND": "gloo"}, None, "flagcx_path",
+      "/opt/flagcx", "env:FLAGCX_PATH", {"cpu_dist": ("gloo", "flagcx")},
+      id="flagcx_path-kept-when-another-backend-is-chosen"),
     # ---- platform
     P({}, None, "platform", "cpu", "default", {}, id="platform-detected"),
     P({PICK: "cpu"}, None, "platform", "cpu", "env:SGLANG_FL_PLATFORM", {}, id="platform-env"),

@@ -1,27 +1,25 @@
 """sglang-fl's FlagCX ctypes binding and communicator, against a C test double of the C API.
 
-These tests do NOT exercise FlagCX. They compile ``flagcx_double/flagcx_double.c`` -- the
+These tests do NOT exercise FlagCX. They compile ``tests/flagcx_double/flagcx_double.c`` -- the
 documented v0.13.0 C API implemented for one rank on host memory, recording every call -- into
-``<tmp>/lib/libflagcx.so``, point ``FLAGCX_PATH`` at it, and check OUR side of the boundary:
-library discovery, symbol and version checks, dtype/op enums, argument marshalling (pointers,
-counts, enums, streams), in-place all_reduce, result-code handling and the communicator's
-lifecycle. Behaviour of a real FlagCX build is covered by ``test_flagcx_real.py``.
+``<tmp>/lib/libflagcx.so``, load it as ``FLAGCX_PATH=<tmp>`` would, and check OUR side of the
+boundary: library discovery, symbol and version checks, dtype/op enums, argument marshalling
+(pointers, counts, enums, streams), in-place all_reduce, result-code handling and the
+communicator's lifecycle. Several ranks in several processes: ``test_flagcx_multirank.py``;
+a real FlagCX build: ``test_flagcx_real.py``.
 """
 
 from __future__ import annotations
 
-import ctypes
 import gc
 import logging
-import shutil
-import subprocess
 from collections.abc import Iterator
-from ctypes import c_char, c_int, c_long, c_uint64, c_void_p
 from pathlib import Path
 
 import pytest
 import torch
 import torch.distributed as dist
+from flagcx_double import Double, build
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from sglang_fl.distributed import flagcx
@@ -41,7 +39,6 @@ from sglang_fl.errors import (
     FlagCXUsageError,
 )
 
-DOUBLE_SOURCE = Path(__file__).parent / "flagcx_double" / "flagcx_double.c"
 RAW_STREAM = 0x5EED  # a fake device stream handle; the double only records it
 ReduceOp = dist.ReduceOp
 
@@ -71,132 +68,14 @@ REQUIRED_SYMBOLS = [
 ]  # fmt: skip
 
 
-# --------------------------------------------------------------------------- the double
-
-
-class CallRecord(ctypes.Structure):
-    """Mirror of ``double_call_t`` in flagcx_double.c."""
-
-    _fields_ = (
-        ("name", c_char * 32),
-        ("sendbuff", c_void_p),
-        ("recvbuff", c_void_p),
-        ("count", c_uint64),
-        ("datatype", c_int),
-        ("op", c_int),
-        ("root", c_int),
-        ("peer", c_int),
-        ("comm", c_void_p),
-        ("stream", c_void_p),
-        ("stream_base", c_void_p),
-        ("group_depth", c_int),
-    )
-
-
-class Double:
-    """The double's test controls, opened on the same file as the binding (same globals)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.c = ctypes.CDLL(str(path))
-        for name in ("double_call_count", "double_init_count", "double_destroy_count",
-                     "double_live_comms"):  # fmt: skip
-            getattr(self.c, name).restype = c_long
-        self.c.double_get_call.argtypes = (c_long, ctypes.POINTER(CallRecord))
-        self.c.double_fail_next.argtypes = (ctypes.c_char_p, c_int)
-
-    def reset(self) -> None:
-        self.c.double_reset()
-
-    def set_version(self, code: int) -> None:
-        self.c.double_set_version(code)
-
-    def fail_next(self, name: str, code: int) -> None:
-        self.c.double_fail_next(name.encode(), code)
-
-    def calls(self) -> list[CallRecord]:
-        out = []
-        for i in range(self.c.double_call_count()):
-            record = CallRecord()
-            assert self.c.double_get_call(i, ctypes.byref(record)) == 0
-            out.append(record)
-        return out
-
-    def names(self) -> list[str]:
-        return [c.name.decode() for c in self.calls()]
-
-    def last(self, name: str | None = None) -> CallRecord:
-        calls = [c for c in self.calls() if name is None or c.name.decode() == name]
-        assert calls, f"no call of {name} recorded"
-        return calls[-1]
-
-    def last_unique_id(self) -> bytes:
-        buf = (ctypes.c_ubyte * 256)()
-        self.c.double_last_unique_id(buf)
-        return bytes(buf)
-
-    @property
-    def destroys(self) -> int:
-        return self.c.double_destroy_count()
-
-    @property
-    def inits(self) -> int:
-        return self.c.double_init_count()
-
-
-@pytest.fixture(scope="session")
-def compiler() -> str:
-    found = shutil.which("cc") or shutil.which("gcc")
-    if found is None:
-        pytest.skip("missing dependency: cc (a C compiler builds the FlagCX test double)")
-    return found
-
-
-def build_double(compiler: str, root: Path, subdir: str = "lib", omit: tuple[str, ...] = ()
-                 ) -> Path:  # fmt: skip
-    """Compile the double to ``root/subdir/libflagcx.so`` (``omit``: symbols left out)."""
-    target = root / subdir / "libflagcx.so" if subdir else root / "libflagcx.so"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    defines = [f"-DOMIT_{name}" for name in omit]
-    cmd = [compiler, "-shared", "-fPIC", "-O1", "-std=c11", *defines, "-o", str(target),
-           str(DOUBLE_SOURCE)]  # fmt: skip
-    subprocess.run(cmd, check=True, capture_output=True, text=True)
-    return target
-
-
-@pytest.fixture(scope="session")
-def double_root(compiler: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("flagcx-double")
-    build_double(compiler, root)
-    return root
-
-
-@pytest.fixture
-def double(double_root: Path) -> Iterator[Double]:
-    controls = Double(double_root / "lib" / "libflagcx.so")
-    controls.reset()
-    yield controls
-    controls.reset()
-
-
-@pytest.fixture
-def lib(double: Double, double_root: Path, monkeypatch: pytest.MonkeyPatch) -> FlagCXLibrary:
-    monkeypatch.setenv("FLAGCX_PATH", str(double_root))
-    return load_library()
-
-
-@pytest.fixture
-def gloo() -> Iterator[object]:
-    """A real world-size-1 gloo group: it carries the unique id, as in production."""
-    assert not dist.is_initialized()
-    dist.init_process_group("gloo", rank=0, world_size=1, store=dist.HashStore())
-    yield dist.group.WORLD
-    dist.destroy_process_group()
+# --------------------------------------------------------------------------- fixtures
 
 
 @pytest.fixture
 def comm(lib: FlagCXLibrary, gloo: object) -> Iterator[FlagCXCommunicator]:
-    communicator = FlagCXCommunicator(0, 1, gloo, "cpu", lambda: RAW_STREAM, library=lib)
+    communicator = FlagCXCommunicator.over_group(
+        lib, gloo, device="cpu", stream_provider=lambda: RAW_STREAM
+    )
     yield communicator
     communicator.close()
 
@@ -227,27 +106,29 @@ class RecordAtenOps(TorchDispatchMode):
 # --------------------------------------------------------------------------- discovery
 
 
-def test_lib_dir_is_preferred_over_build_lib(compiler: str, tmp_path: Path) -> None:
-    build_double(compiler, tmp_path, "lib")
-    build_double(compiler, tmp_path, "build/lib")
+def test_lib_dir_is_preferred_over_build_lib(c_compiler: str, tmp_path: Path) -> None:
+    build(c_compiler, tmp_path, "lib")
+    build(c_compiler, tmp_path, "build/lib")
     assert find_library(str(tmp_path)) == (tmp_path / "lib" / "libflagcx.so").resolve()
 
 
-def test_build_lib_is_used_when_lib_is_absent(compiler: str, tmp_path: Path) -> None:
-    build_double(compiler, tmp_path, "build/lib")
+def test_build_lib_is_used_when_lib_is_absent(c_compiler: str, tmp_path: Path) -> None:
+    build(c_compiler, tmp_path, "build/lib")
     assert find_library(str(tmp_path)) == (tmp_path / "build/lib/libflagcx.so").resolve()
 
 
-def test_flagcx_path_may_name_the_library_itself(compiler: str, tmp_path: Path) -> None:
-    so = build_double(compiler, tmp_path, "")
+def test_flagcx_path_may_name_the_library_itself(c_compiler: str, tmp_path: Path) -> None:
+    so = build(c_compiler, tmp_path, "")
     assert find_library(str(so)) == so.resolve()
 
 
-def test_flagcx_path_is_read_from_the_environment(
-    double_root: Path, monkeypatch: pytest.MonkeyPatch
+def test_the_environment_is_not_read(
+    flagcx_double_root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("FLAGCX_PATH", str(double_root))
-    assert find_library() == (double_root / "lib" / "libflagcx.so").resolve()
+    # Only sglang_fl.config.settings reads FLAGCX_PATH; the binding takes the value it is given.
+    monkeypatch.setenv("FLAGCX_PATH", str(flagcx_double_root))
+    with pytest.raises(FlagCXLibraryError, match="FLAGCX_PATH is not set"):
+        find_library(None)
 
 
 def test_missing_library_lists_the_paths_tried(tmp_path: Path) -> None:
@@ -260,15 +141,9 @@ def test_missing_library_lists_the_paths_tried(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("value", [None, "", "   "])
-def test_unset_flagcx_path_says_what_to_set(
-    value: str | None, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    if value is None:
-        monkeypatch.delenv("FLAGCX_PATH", raising=False)
-    else:
-        monkeypatch.setenv("FLAGCX_PATH", value)
+def test_unset_flagcx_path_says_what_to_set(value: str | None) -> None:
     with pytest.raises(FlagCXLibraryError, match="FLAGCX_PATH is not set"):
-        load_library()
+        load_library(value)
 
 
 def test_unloadable_file_is_reported_with_the_loader_error(tmp_path: Path) -> None:
@@ -278,17 +153,17 @@ def test_unloadable_file_is_reported_with_the_loader_error(tmp_path: Path) -> No
         load_library(str(tmp_path))
 
 
-def test_library_is_loaded_once_per_path(lib: FlagCXLibrary, double_root: Path) -> None:
-    assert load_library(str(double_root)) is lib
-    assert load_library(str(double_root / "lib" / "libflagcx.so")) is lib
+def test_library_is_loaded_once_per_path(lib: FlagCXLibrary, flagcx_double_root: Path) -> None:
+    assert load_library(str(flagcx_double_root)) is lib
+    assert load_library(str(flagcx_double_root / "lib" / "libflagcx.so")) is lib
 
 
 # --------------------------------------------------------------------------- versions
 
 
 @pytest.mark.parametrize("code", [0, 1200, 1299, 1400, 10000])
-def test_unsupported_version_is_refused(code: int, compiler: str, tmp_path: Path) -> None:
-    controls = Double(build_double(compiler, tmp_path))
+def test_unsupported_version_is_refused(code: int, c_compiler: str, tmp_path: Path) -> None:
+    controls = Double(build(c_compiler, tmp_path))
     controls.set_version(code)
     with pytest.raises(FlagCXLibraryError) as info:
         load_library(str(tmp_path))
@@ -301,8 +176,8 @@ def test_unsupported_version_is_refused(code: int, compiler: str, tmp_path: Path
 
 
 @pytest.mark.parametrize("code", [1300, 1301, 1399])
-def test_supported_version_loads(code: int, compiler: str, tmp_path: Path) -> None:
-    Double(build_double(compiler, tmp_path)).set_version(code)
+def test_supported_version_loads(code: int, c_compiler: str, tmp_path: Path) -> None:
+    Double(build(c_compiler, tmp_path)).set_version(code)
     assert load_library(str(tmp_path)).version == code
 
 
@@ -312,8 +187,8 @@ def test_version_codes_decode_nccl_style() -> None:
     assert version_string(21903) == "2.19.3"
 
 
-def test_failing_version_query_names_the_function(compiler: str, tmp_path: Path) -> None:
-    Double(build_double(compiler, tmp_path)).fail_next("flagcxGetVersion", 2)
+def test_failing_version_query_names_the_function(c_compiler: str, tmp_path: Path) -> None:
+    Double(build(c_compiler, tmp_path)).fail_next("flagcxGetVersion", 2)
     with pytest.raises(FlagCXCallError, match="flagcxGetVersion failed with flagcxResult_t 2"):
         load_library(str(tmp_path))
 
@@ -326,15 +201,15 @@ def test_binding_requires_exactly_the_documented_functions() -> None:
 
 
 @pytest.mark.parametrize("symbol", REQUIRED_SYMBOLS)
-def test_missing_symbol_is_named(symbol: str, compiler: str, tmp_path: Path) -> None:
-    build_double(compiler, tmp_path, omit=(symbol,))
+def test_missing_symbol_is_named(symbol: str, c_compiler: str, tmp_path: Path) -> None:
+    build(c_compiler, tmp_path, omit=(symbol,))
     with pytest.raises(FlagCXLibraryError) as info:
         load_library(str(tmp_path))
     assert f"does not export {symbol}," in str(info.value)
 
 
-def test_error_string_is_optional(compiler: str, tmp_path: Path) -> None:
-    build_double(compiler, tmp_path, omit=("flagcxGetErrorString",))
+def test_error_string_is_optional(c_compiler: str, tmp_path: Path) -> None:
+    build(c_compiler, tmp_path, omit=("flagcxGetErrorString",))
     stripped = load_library(str(tmp_path))
     Double(stripped.path).fail_next("flagcxGroupStart", 3)
     with pytest.raises(FlagCXCallError, match="does not export flagcxGetErrorString"):
@@ -426,21 +301,23 @@ def test_unique_id_of_wrong_length_is_refused(lib: FlagCXLibrary) -> None:
         lib.comm_init_rank(1, b"abc", 0)
 
 
-def test_rank_must_match_the_cpu_group(lib: FlagCXLibrary, gloo, double: Double) -> None:
-    with pytest.raises(FlagCXUsageError, match=r"rank=1, world_size=2 do not match cpu_group"):
-        FlagCXCommunicator(1, 2, gloo, "cpu", library=lib)
-    assert double.inits == 0
-
-
 def test_a_process_group_is_required(lib: FlagCXLibrary) -> None:
     with pytest.raises(FlagCXUsageError, match="init_process_group first"):
-        FlagCXCommunicator(0, 1, None, "cpu", library=lib)
+        FlagCXCommunicator.over_group(lib, None, device="cpu")
+
+
+def test_create_joins_with_a_shared_unique_id(lib: FlagCXLibrary, double: Double) -> None:
+    uid = lib.get_unique_id()
+    with FlagCXCommunicator.create(lib, uid, rank=2, world_size=3, device="cpu") as communicator:
+        assert (communicator.rank, communicator.world_size) == (2, 3)
+        assert double.last_unique_id() == uid
+    assert double.destroys == 1
 
 
 def test_init_failure_names_the_function(lib: FlagCXLibrary, gloo, double: Double) -> None:
     double.fail_next("flagcxCommInitRank", 2)
     with pytest.raises(FlagCXCallError) as info:
-        FlagCXCommunicator(0, 1, gloo, "cpu", library=lib)
+        FlagCXCommunicator.over_group(lib, gloo, device="cpu")
     assert (info.value.function, info.value.code) == ("flagcxCommInitRank", 2)
     assert "unhandled system error" in str(info.value)
 
@@ -488,7 +365,9 @@ def test_stream_handle_is_wrapped_once_and_passed(comm, double: Double) -> None:
 
 
 def test_null_stream_handle_reaches_the_library_as_null(lib, gloo, double: Double) -> None:
-    with FlagCXCommunicator(0, 1, gloo, "cpu", lambda: None, library=lib) as communicator:
+    with FlagCXCommunicator.over_group(
+        lib, gloo, device="cpu", stream_provider=lambda: None
+    ) as communicator:
         communicator.all_reduce(torch.ones(1))
     call = double.last("flagcxAllReduce")
     assert call.stream and call.stream_base is None
@@ -563,10 +442,64 @@ def test_reduce_scatterv_reduces_each_ranks_rows(comm3, double: Double) -> None:
     base, row_bytes = source.data_ptr(), 4 * source.element_size()
     assert [c.root for c in reduces] == [0, 1, 2]
     assert [c.count for c in reduces] == [12, 8, 0]
-    assert [c.sendbuff for c in reduces] == [base, base + 3 * row_bytes, base + 5 * row_bytes]
-    assert [c.recvbuff for c in reduces] == [base, mine.data_ptr(), base + 5 * row_bytes]
+    # rank 2's chunk is empty: count 0, so its (null) pointers are never read
+    assert [c.sendbuff for c in reduces[:2]] == [base, base + 3 * row_bytes]
+    assert [c.recvbuff for c in reduces[:2]] == [base, mine.data_ptr()]
     assert {(c.op, c.datatype, c.group_depth) for c in reduces} == {(2, 2, 1)}
     assert double.names()[0] == "flagcxGroupStart" and double.names()[-1] == "flagcxGroupEnd"
+
+
+def test_all_gather_list_broadcasts_each_ranks_tensor(comm3, double: Double) -> None:
+    outputs = [torch.zeros(2), torch.zeros(1), torch.zeros(3)]  # per-rank sizes differ
+    mine = torch.ones(1)
+    assert comm3.all_gather_list(outputs, mine) is outputs
+    casts = [c for c in double.calls() if c.name == b"flagcxBroadcast"]
+    assert [(c.root, c.count) for c in casts] == [(0, 2), (1, 1), (2, 3)]
+    assert [c.recvbuff for c in casts] == [o.data_ptr() for o in outputs]
+    assert [c.sendbuff for c in casts] == [outputs[0].data_ptr(), mine.data_ptr(),
+                                           outputs[2].data_ptr()]  # fmt: skip
+    assert double.names()[0] == "flagcxGroupStart" and double.names()[-1] == "flagcxGroupEnd"
+
+
+def test_reduce_scatter_list_reduces_each_chunk(comm3, double: Double) -> None:
+    chunks = [torch.zeros(4, dtype=torch.float64), torch.zeros(2, dtype=torch.float64),
+              torch.zeros(1, dtype=torch.float64)]  # fmt: skip
+    mine = torch.zeros(2, dtype=torch.float64)
+    assert comm3.reduce_scatter_list(mine, chunks, op="min") is mine
+    reduces = [c for c in double.calls() if c.name == b"flagcxReduce"]
+    assert [(c.root, c.count, c.op, c.datatype) for c in reduces] == [
+        (0, 4, 3, 8), (1, 2, 3, 8), (2, 1, 3, 8)
+    ]  # fmt: skip
+    assert [c.sendbuff for c in reduces] == [c.data_ptr() for c in chunks]
+    assert reduces[1].recvbuff == mine.data_ptr()
+
+
+def test_reduce_is_in_place_at_the_root(comm3, double: Double) -> None:
+    tensor = torch.zeros(3, dtype=torch.int8)
+    assert comm3.reduce(tensor, root=2, op="prod") is tensor
+    call = double.last()
+    assert (call.name, call.root, call.op, call.datatype, call.count) == (
+        b"flagcxReduce", 2, 1, 0, 3
+    )  # fmt: skip
+    assert call.sendbuff == call.recvbuff == tensor.data_ptr()
+
+
+@pytest.mark.parametrize(
+    ("outputs", "match"),
+    [
+        ([torch.zeros(1)] * 2, r"one tensor per rank \(world_size=3\); got 2"),
+        ([torch.zeros(1), torch.zeros(1, dtype=torch.int32), torch.zeros(1)],
+         r"outputs\[1\] is torch.int32, expected torch.float32"),
+        ([torch.zeros(1), torch.zeros(2), torch.zeros(1)],
+         r"outputs\[1\] \(this rank's\) needs shape \(1,\); got \(2,\)"),
+        ([torch.zeros(1), torch.zeros(1), torch.zeros(4, 4).t()],
+         r"outputs\[2\] must be contiguous"),
+    ],
+)  # fmt: skip
+def test_list_arguments_are_checked_before_any_call(comm3, double: Double, outputs, match):
+    with pytest.raises(FlagCXUsageError, match=match):
+        comm3.all_gather_list(outputs, torch.zeros(1))
+    assert double.names() == []
 
 
 def test_varsized_collectives_move_data_on_one_rank(comm) -> None:
@@ -668,7 +601,7 @@ def test_failure_inside_a_group_still_ends_the_group(comm3, double: Double) -> N
 
 
 def test_close_destroys_once(lib: FlagCXLibrary, gloo, double: Double) -> None:
-    communicator = FlagCXCommunicator(0, 1, gloo, "cpu", library=lib)
+    communicator = FlagCXCommunicator.over_group(lib, gloo, device="cpu")
     handle = communicator._comm
     communicator.close()
     communicator.close()
@@ -679,7 +612,7 @@ def test_close_destroys_once(lib: FlagCXLibrary, gloo, double: Double) -> None:
 
 
 def test_garbage_collection_destroys_once(lib: FlagCXLibrary, gloo, double: Double) -> None:
-    communicator = FlagCXCommunicator(0, 1, gloo, "cpu", library=lib)
+    communicator = FlagCXCommunicator.over_group(lib, gloo, device="cpu")
     communicator.all_reduce(torch.ones(1))
     del communicator
     gc.collect()
@@ -687,13 +620,13 @@ def test_garbage_collection_destroys_once(lib: FlagCXLibrary, gloo, double: Doub
 
 
 def test_context_manager_closes(lib: FlagCXLibrary, gloo, double: Double) -> None:
-    with FlagCXCommunicator(0, 1, gloo, "cpu", library=lib) as communicator:
+    with FlagCXCommunicator.over_group(lib, gloo, device="cpu") as communicator:
         pass
     assert communicator.closed and double.destroys == 1
 
 
 def test_destroy_failure_raises_from_close_once(lib: FlagCXLibrary, gloo, double) -> None:
-    communicator = FlagCXCommunicator(0, 1, gloo, "cpu", library=lib)
+    communicator = FlagCXCommunicator.over_group(lib, gloo, device="cpu")
     double.fail_next("flagcxCommDestroy", 3)
     with pytest.raises(FlagCXCallError, match="flagcxCommDestroy failed"):
         communicator.close()
@@ -704,7 +637,7 @@ def test_destroy_failure_raises_from_close_once(lib: FlagCXLibrary, gloo, double
 def test_destroy_failure_during_collection_is_logged(
     lib: FlagCXLibrary, gloo, double: Double, caplog: pytest.LogCaptureFixture
 ) -> None:
-    communicator = FlagCXCommunicator(0, 1, gloo, "cpu", library=lib)
+    communicator = FlagCXCommunicator.over_group(lib, gloo, device="cpu")
     double.fail_next("flagcxCommDestroy", 3)
     with caplog.at_level(logging.WARNING, logger="sglang_fl.distributed.flagcx_communicator"):
         del communicator

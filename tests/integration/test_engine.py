@@ -10,7 +10,16 @@ from __future__ import annotations
 import time
 
 import pytest
-from integration_helpers import clean_env, dispatch_lines, hf_greedy, run_engine
+from flagcx_double import MULTIPROCESS_ENV, trace_calls
+from integration_helpers import (
+    CONTRACT_BUNDLE,
+    clean_env,
+    dispatch_lines,
+    hf_greedy,
+    install_contract_bundle,
+    run_engine,
+    with_pythonpath,
+)
 
 pytestmark = [pytest.mark.sglang, pytest.mark.slow]
 
@@ -111,8 +120,65 @@ def test_tensor_parallel_2_over_gloo_matches_tp1(embedded_model, prompts, hf_ids
     log = tmp_path / "dispatch.log"
     env = clean_env(SGLANG_FL_DISPATCH_LOG=str(log))
     env.pop("SGLANG_CPU_OMP_THREADS_BIND", None)
-    result, output = run_engine(embedded_model, prompts, MAX_NEW, env, tp_size=2)
+    result, output = run_engine(
+        embedded_model, prompts, MAX_NEW, env, tp_size=2, options={"top_logprobs": 2}
+    )
     assert result is not None, output[-4000:]
     assert result["output_ids"] == hf_ids
     raw = log.read_text().splitlines()
     assert set(raw) == ALL_LINES and len(raw) == 2 * len(ALL_LINES)  # one set per rank
+    # the logprobs the GPU test compares (test_tensor_parallel_cuda.py): the greedy token is
+    # the top-1 at every position
+    runs = zip(result["output_ids"], result["logprobs"], result["top"], strict=True)
+    for ids, logprobs, top in runs:
+        assert [t[0][1] for t in top] == ids and [t[0][0] for t in top] == logprobs
+        assert all(t[0][0] >= t[1][0] for t in top)
+    # gloo runs on SGLang's own torch.distributed path; sglang-fl only names the backend
+    assert "Layer 3: distributed backend gloo (torch.distributed backend 'gloo'" in output
+
+
+# FlagCX through real SGLang, against the FlagCX test double in multi-process mode: our side of
+# the contract (FlagCX as SGLang's torch.distributed backend, end to end), not FlagCX itself.
+# The shipped CPU bundle has no flagcx, so a test-only bundle that allows it is installed.
+
+
+def _flagcx_env(tmp_path, flagcx_path: str, **extra: str) -> dict[str, str]:
+    env = clean_env(SGLANG_FL_PLATFORM=CONTRACT_BUNDLE, FLAGCX_PATH=flagcx_path, **extra)
+    env.pop("SGLANG_CPU_OMP_THREADS_BIND", None)
+    return with_pythonpath(env, install_contract_bundle(tmp_path / "bundle"))
+
+
+def test_tensor_parallel_2_over_flagcx_matches_tp1(
+    embedded_model, prompts, hf_ids, flagcx_double_root, tmp_path
+):
+    trace = tmp_path / "flagcx-calls.txt"
+    env = _flagcx_env(tmp_path, str(flagcx_double_root), FLAGCX_DOUBLE_TRACE=str(trace),
+                      **MULTIPROCESS_ENV)  # fmt: skip
+    result, output = run_engine(embedded_model, prompts, MAX_NEW, env, tp_size=2)
+    assert result is not None, output[-4000:]
+    assert result["output_ids"] == hf_ids
+    assert (
+        "Layer 3: distributed backend flagcx (torch.distributed backend 'sglang_fl_flagcx'"
+        in output
+    )
+    assert "FlagCX 0.13.0 process group rank 1 of 2 on cpu" in output
+    calls = trace_calls(trace)
+    ranks_of = {name: {pid for pid, n, _ in calls if n == name} for _, name, _ in calls}
+    assert len(ranks_of["flagcxCommInitRank"]) == 2  # both scheduler processes
+    assert len(ranks_of["flagcxAllReduce"]) == 2  # the row-parallel layers' all-reduces
+    assert len([c for c in calls if c[1] == "flagcxAllReduce"]) > 2 * MAX_NEW
+
+
+def test_flagcx_without_a_library_fails_before_model_load(embedded_model, prompts, tmp_path):
+    missing = tmp_path / "no-flagcx"
+    start = time.monotonic()
+    env = _flagcx_env(tmp_path, str(missing))
+    result, output = run_engine(embedded_model, prompts, 4, env)
+    assert result is None
+    message = (
+        f"sglang-fl: FLAGCX_PATH={missing}: no libflagcx.so found (tried "
+        f"{missing}/lib/libflagcx.so, {missing}/build/lib/libflagcx.so)"
+    )
+    assert message in output
+    assert "Load weight" not in output and "load_weight" not in output
+    assert time.monotonic() - start < 120

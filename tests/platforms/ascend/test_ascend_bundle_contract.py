@@ -48,7 +48,7 @@ def test_bundle_is_installed_under_its_entry_point():
     bundle = discover_bundles()["ascend"]
     assert bundle is BUNDLE
     assert bundle.names == ("ascend", "npu")
-    assert bundle.vendor == "ascend" and bundle.dist_backends == ("hccl",)
+    assert bundle.vendor == "ascend" and bundle.dist_backends == ("hccl", "flagcx")
     assert bundle.platform_class == "sglang_fl_ascend.platform.AscendPlatform"
     assert bundle.detect_priority == 100 and bundle.config_file.is_file()
     assert type(bundle.load_backend()).__name__ == "AscendBackend"
@@ -121,6 +121,19 @@ def test_forcing_the_platform_loads_ascend_yaml():
     for field in ("prefer", "op_backends", "flagos_blacklist"):
         assert settings.sources[field] == "platform:ascend", field
     assert settings.dist_backend == "hccl" and settings.sources["dist_backend"] == "platform:ascend"
+
+
+def test_flagcx_path_makes_flagcx_the_backend_on_ascend():
+    settings = load_settings(env={**ASCEND, "FLAGCX_PATH": "/opt/flagcx"})
+    assert (settings.dist_backend, settings.sources["dist_backend"]) == (
+        "flagcx",
+        "env:FLAGCX_PATH",
+    )
+    assert settings.flagcx_path == "/opt/flagcx"
+    chosen = load_settings(
+        env={**ASCEND, "FLAGCX_PATH": "/opt/flagcx", "SGLANG_FL_DIST_BACKEND": "hccl"}
+    )
+    assert chosen.dist_backend == "hccl"
 
 
 def test_alias_npu_selects_the_ascend_bundle():

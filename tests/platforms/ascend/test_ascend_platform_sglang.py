@@ -10,7 +10,9 @@ SGLang modules cache ``is_npu()`` at import, and must not see the fake.
 
 from __future__ import annotations
 
+import os
 import pkgutil
+import subprocess
 import sys
 from types import SimpleNamespace
 
@@ -110,6 +112,37 @@ def test_server_defaults_fill_only_unset_args():
     assert args.device == "npu" and args.page_size == 128
     assert args.attention_backend == "torch_native"  # the user's choice is kept
     assert args.disable_custom_all_reduce is True  # no custom all-reduce on NPU
+
+
+def test_flagcx_forces_off_what_would_bypass_it(monkeypatch, flagcx_double_root):
+    settings = load_settings(env={"SGLANG_FL_PLATFORM": "ascend",
+                                  "FLAGCX_PATH": str(flagcx_double_root)})  # fmt: skip
+    monkeypatch.setattr(platform_base, "get_settings", lambda: settings)
+    args = SimpleNamespace(device=None, attention_backend=None, page_size=None,
+                           disable_custom_all_reduce=False, enable_mscclpp=False,
+                           enable_torch_symm_mem=False, enable_symm_mem=False,
+                           enforce_disable_flashinfer_allreduce_fusion=False)  # fmt: skip
+    AscendPlatform().apply_server_args_defaults(args)
+    assert args.disable_custom_all_reduce and args.enforce_disable_flashinfer_allreduce_fusion
+    assert not (args.enable_mscclpp or args.enable_torch_symm_mem or args.enable_symm_mem)
+
+
+def test_flagcx_is_the_torch_backend_for_npu_tensors(flagcx_double_root):
+    # A fresh process: registering a torch.distributed backend is process-global.
+    # SGLang asks the active platform, as its model runner does.
+    code = (
+        "import torch.distributed as dist\n"
+        "from sglang.srt import platforms\n"
+        "name = platforms.current_platform.get_torch_distributed_backend_str()\n"
+        "print(type(platforms.current_platform).__name__, name,"
+        " dist.Backend.backend_capability[name])\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SGLANG_FL_", "FLAGCX"))}
+    env.update(SGLANG_FL_PLATFORM="ascend", FLAGCX_PATH=str(flagcx_double_root))
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.splitlines()[-1] == "AscendPlatform sglang_fl_flagcx ['npu']"
 
 
 def test_init_backend_without_a_device_says_so(torch_npu_without_device):

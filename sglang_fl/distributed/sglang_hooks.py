@@ -1,0 +1,97 @@
+"""Every SGLang hook sglang-fl installs, in one module.
+
+sglang-fl prefers SGLang's declared mechanisms: the platform's torch distributed backend string
+selects the communication library, and ``apply_server_args_defaults`` switches off SGLang's
+NCCL-only accelerations for FlagCX. A hook exists only where SGLang offers no mechanism in the
+supported versions (0.5.15-0.5.21); each one below says what it does and which versions need it.
+
+Hooks are registered with SGLang's ``HookRegistry`` during ``load_plugin``; SGLang applies them
+when ``load_plugins()`` returns, in every process, before any process group is created.
+``HookRegistry.apply_hooks`` only logs a target it cannot resolve, so every target is resolved
+here at registration and a missing one is an error instead of a silently absent hook.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import pkgutil
+from collections.abc import Callable
+from typing import Any
+
+from sglang_fl import compat
+from sglang_fl.errors import UnsupportedSGLangError
+
+logger = logging.getLogger(__name__)
+
+_registered: set[str] = set()
+
+
+def install_flagcx_hooks() -> None:
+    """Hooks for ``SGLANG_FL_DIST_BACKEND=flagcx``."""
+    init_target = f"{compat.GROUP_COORDINATOR}.__init__"
+    original_init = _resolve(init_target)
+    flags = compat.nccl_communicator_flags(original_init)
+    signature = inspect.signature(original_init)
+
+    # GroupCoordinator.__init__, BEFORE -- needed by 0.5.15-0.5.21.
+    # SGLang builds PyNccl (and, where asked, custom all-reduce, MSCCL++ and torch symmetric
+    # memory) next to every device group on CUDA, and routes CUDA-graph all-reduces and the
+    # gathers/scatters through them: those would bypass FlagCX. The server arguments turn off
+    # what they can; PyNccl has no switch (`use_pynccl` is decided inside SGLang, by device
+    # type; 0.5.22 adds PlatformCapabilities.supports_pynccl, which would replace this hook).
+    def without_nccl_communicators(*args: Any, **kwargs: Any) -> tuple[tuple, dict]:
+        bound = signature.bind(*args, **kwargs)
+        for flag in flags:
+            bound.arguments[flag] = False
+        return bound.args, bound.kwargs
+
+    _register(init_target, without_nccl_communicators, "BEFORE")
+
+
+def install_varsized_hooks() -> None:
+    """Hooks for every backend on which SGLang has no PyNccl (gloo, hccl, flagcx)."""
+    from sglang_fl.distributed import varsized
+
+    # GroupCoordinator.all_gatherv / reduce_scatterv, AROUND -- needed by 0.5.15-0.5.21.
+    # Both are implemented only on PyNccl (`assert pynccl_comm is not None`), so DP attention
+    # and the MoE dispatchers fail on gloo, HCCL and FlagCX. With PyNccl present, SGLang's own
+    # implementation runs unchanged.
+    def all_gatherv(original: Callable, self: Any, input_: Any, sizes=None, output=None) -> Any:
+        if _has_pynccl(self):
+            return original(self, input_, sizes, output)
+        return varsized.all_gatherv(self, input_, sizes, output)
+
+    def reduce_scatterv(original: Callable, self: Any, input_: Any, output=None, sizes=None):
+        if _has_pynccl(self):
+            return original(self, input_, output, sizes)
+        return varsized.reduce_scatterv(self, input_, output, sizes)
+
+    _register(f"{compat.GROUP_COORDINATOR}.all_gatherv", all_gatherv, "AROUND")
+    _register(f"{compat.GROUP_COORDINATOR}.reduce_scatterv", reduce_scatterv, "AROUND")
+
+
+def _has_pynccl(group: Any) -> bool:
+    comm = getattr(group, "pynccl_comm", None)
+    return comm is not None and getattr(comm, "available", False)
+
+
+def _resolve(target: str) -> Any:
+    try:
+        return pkgutil.resolve_name(target)
+    except (ImportError, AttributeError) as exc:
+        raise UnsupportedSGLangError(
+            f"sglang-fl Layer 3 hooks {target}, which this SGLang does not have ({exc}); "
+            f"sglang-fl supports sglang {compat.SUPPORTED_RANGE}"
+        ) from exc
+
+
+def _register(target: str, hook: Callable, kind: str) -> None:
+    """Register once per process (``load_plugin`` may be re-entered by tests)."""
+    if target in _registered:
+        return
+    _resolve(target)
+    registry, hook_type = compat.hook_registry()
+    registry.register(target, hook, getattr(hook_type, kind))
+    _registered.add(target)
+    logger.debug("Layer 3: %s hook registered on %s", kind, target)
