@@ -53,7 +53,16 @@ def test_tox_values_are_resolved_through_substitutions():
     )
     assert TOX.sglang("cpu-0515") == "0.5.15" and TOX.sglang("cuda") == "0.5.15"
     assert TOX.markers("lint") is None and TOX.sglang("unit") is None
-    assert TOX.envlist == ["lint", "unit", "ascend-contract", "cpu", "cpu-0515"]
+    assert TOX.envlist == [
+        "lint",
+        "unit",
+        "ascend-contract",
+        "cpu",
+        "cpu-0515",
+        "docker-cpu",
+        "nvidia-image",
+        "ascend-image",
+    ]
 
 
 CUDA = f"cells[{cell_index('cuda')}] (id 'cuda')"
