@@ -324,11 +324,9 @@ class _Layers:
         for config, source in layers:
             white_value, black_value = getattr(config, white), getattr(config, black)
             if white_value is not None and black_value is not None:
-                raise ConfigError(
-                    f"{source.split(':', 1)[1]}: fields '{white}' and '{black}'",
-                    f"{white_value} / {black_value}",
-                    "at most one of the two (they are mutually exclusive)",
-                )
+                where = source.split(":", 1)[1]
+                raise _exclusive(f"{where}: fields '{white}' and '{black}'", white_value,
+                                 black_value)  # fmt: skip
             if white_value is not None:
                 return white, white_value, source
             if black_value is not None:
@@ -410,6 +408,12 @@ def _resolve(layers: _Layers, field_name: str, default: Any, *, from_env, from_f
     return default
 
 
+def _exclusive(settings: str, white: object, black: object) -> ConfigError:
+    """A whitelist and its blacklist set in the same place."""
+    return ConfigError(settings, f"{white} / {black}",
+                       "at most one of the two (they are mutually exclusive)")  # fmt: skip
+
+
 def _resolve_lists(layers: _Layers, layer: str, check) -> dict[str, Any]:
     """Whitelist/blacklist pair, taken whole from the highest source that sets either list:
     env whitelist > env blacklist > the highest YAML file's whitelist or blacklist > none.
@@ -420,11 +424,7 @@ def _resolve_lists(layers: _Layers, layer: str, check) -> dict[str, Any]:
     white, black = f"{layer}_whitelist", f"{layer}_blacklist"
     raw_white, raw_black = layers.env_value(white), layers.env_value(black)
     if raw_white is not None and raw_black is not None:
-        raise ConfigError(
-            f"{ENV[white]} and {ENV[black]}",
-            f"{raw_white} / {raw_black}",
-            "at most one of the two (they are mutually exclusive)",
-        )
+        raise _exclusive(f"{ENV[white]} and {ENV[black]}", raw_white, raw_black)
     if raw_white is not None:
         source = layers.env_source(white)
         layers.record(white, source)
