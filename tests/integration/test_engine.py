@@ -121,7 +121,7 @@ def test_tensor_parallel_2_over_gloo_matches_tp1(embedded_model, prompts, hf_ids
     env = clean_env(SGLANG_FL_DISPATCH_LOG=str(log))
     env.pop("SGLANG_CPU_OMP_THREADS_BIND", None)
     result, output = run_engine(
-        embedded_model, prompts, MAX_NEW, env, tp_size=2, options={"top_logprobs": 2}
+        embedded_model, prompts, MAX_NEW, env, tp_size=2, engine_kwargs={"top_logprobs": 2}
     )
     assert result is not None, output[-4000:]
     assert result["output_ids"] == hf_ids
