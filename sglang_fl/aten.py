@@ -52,15 +52,15 @@ def install_layer1(settings: Settings) -> bool:
     if not settings.use_flaggems:
         logger.info("Layer 1 (FlagGems ATen replacement) disabled by USE_FLAGGEMS=0")
         return False
-    error = flaggems_import_error()
-    if error:
-        logger.info("Layer 1 (FlagGems ATen replacement) inactive: %s", error)
-        return False
-    if settings.flagos_whitelist == ():
+    if settings.flagos_whitelist == ():  # before the import: FlagGems costs ~2 s to load
         logger.info(
             "Layer 1 (FlagGems ATen replacement): the whitelist (%s) is empty, no ATen op is "
             "replaced", settings.sources["flagos_whitelist"],
         )  # fmt: skip
+        return False
+    error = flaggems_import_error()
+    if error:
+        logger.info("Layer 1 (FlagGems ATen replacement) inactive: %s", error)
         return False
     import flag_gems
 

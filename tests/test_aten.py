@@ -89,7 +89,11 @@ def test_processes_append_to_one_file_without_truncating(tmp_path, gems_logger):
 def test_layer1_off_switches(monkeypatch):
     settings = load_settings(env={"SGLANG_FL_PLATFORM": "cpu", "USE_FLAGGEMS": "0"})
     assert aten.install_layer1(settings) is False
-    empty = load_settings(env={"SGLANG_FL_PLATFORM": "cpu"})
-    monkeypatch.setattr(aten, "flaggems_import_error", lambda: None)
-    object.__setattr__(empty, "flagos_whitelist", ())  # an empty measured set
-    assert aten.install_layer1(empty) is False  # nothing imported, nothing replaced
+    empty = load_settings(env={"SGLANG_FL_PLATFORM": "nvidia"})  # its measured set is empty
+    assert empty.flagos_whitelist == ()
+
+    def no_import():
+        raise AssertionError("FlagGems must not even be imported for an empty whitelist")
+
+    monkeypatch.setattr(aten, "flaggems_import_error", no_import)
+    assert aten.install_layer1(empty) is False
