@@ -14,7 +14,7 @@ from sglang_fl.ops.params import ActivationParams, NormParams, RotaryParams
 
 
 def _bind_silu_and_mul(params: ActivationParams):
-    return kernels.silu_and_mul  # the width is known only per call; its config is cached
+    return kernels.silu_and_mul  # width and row count are known per call; configs are cached
 
 
 def _bind_norm(gemma: bool, params: NormParams):
