@@ -41,10 +41,11 @@ END_MARK = "# END measured ATen set"
 
 def trace(out: Path, timeout: float = 600) -> Path:
     """Serve the model once with the trace on; returns the trace file (JSON lines)."""
-    from sglang_fl.bench.e2e import OUR_PREFIXES, write_model
+    from sglang_fl.bench.e2e import write_model
+    from sglang_fl.config import without_steering
 
     out.unlink(missing_ok=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(OUR_PREFIXES)}
+    env = without_steering(os.environ)
     env.update({"SGLANG_FL_ATEN_TRACE": str(out), "USE_FLAGGEMS": "0"})
     with tempfile.TemporaryDirectory(prefix="sglang-fl-aten-") as tmp:
         model = write_model(Path(tmp) / "qwen2.5-0.5b-shaped")

@@ -44,9 +44,6 @@ BATCH_SIZES = (1, 64, 256)
 GRAPH_BATCHES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 OUTPUT_TOKENS = 128
 INPUT_TOKENS = (128, 256)  # prompt length range
-# Our variables are cleared for every configuration, then each sets its own.
-OUR_PREFIXES = ("SGLANG_FL_", "USE_FLAGGEMS", "SGLANG_FLAGGEMS_", "SGLANG_PLUGINS",
-                "SGLANG_PLATFORM")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -81,11 +78,19 @@ def prompts(batch: int, repeat: int) -> list[list[int]]:
     return [[rng.randrange(vocab) for _ in range(rng.randint(*INPUT_TOKENS))] for _ in range(batch)]
 
 
+# The server arguments every GPU comparison (this benchmark, the GPU serving and TP tests) uses
+# on both sides: kernels every CUDA SGLang install has (no flashinfer/FA3 needed), bf16,
+# decode CUDA graphs on, prefill graphs off (sglang-fl's NVIDIA platform runs without them).
+CUDA_COMPARISON_ARGS: dict[str, Any] = {
+    "dtype": "bfloat16", "attention_backend": "triton", "sampling_backend": "pytorch",
+    "cuda_graph_backend_prefill": "disabled",
+}  # fmt: skip
+
+
 def engine_kwargs(model: Path, max_batch: int) -> dict[str, Any]:
     return {
-        "model_path": str(model), "load_format": "dummy", "dtype": "bfloat16",
-        "skip_tokenizer_init": True, "attention_backend": "triton",
-        "sampling_backend": "pytorch", "cuda_graph_backend_prefill": "disabled",
+        **CUDA_COMPARISON_ARGS, "model_path": str(model), "load_format": "dummy",
+        "skip_tokenizer_init": True,
         "cuda_graph_bs_decode": [b for b in GRAPH_BATCHES if b <= max_batch],
         "max_running_requests": max_batch,
         "mem_fraction_static": 0.6, "log_level": "warning",
@@ -121,7 +126,9 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_configuration(conf: Configuration, spec: dict[str, Any], logdir: Path) -> dict[str, Any]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(OUR_PREFIXES)}
+    from sglang_fl.config import without_steering
+
+    env = without_steering(os.environ)  # then each configuration sets its own
     dispatch_log = logdir / f"dispatch-{_slug(conf.name)}.log"
     dispatch_log.unlink(missing_ok=True)
     env.update(conf.env)

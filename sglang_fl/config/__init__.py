@@ -12,6 +12,7 @@ from sglang_fl.config.settings import (
     get_settings,
     load_settings,
     read_yaml_file,
+    without_steering,
 )
 
 # Where the documented sample config lives (spec 000 copies it from here).
@@ -28,4 +29,5 @@ __all__ = [
     "get_settings",
     "load_settings",
     "read_yaml_file",
+    "without_steering",
 ]

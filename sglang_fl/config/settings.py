@@ -62,6 +62,16 @@ ENV = {
 CONFIG_ENV = "SGLANG_FL_CONFIG"
 FLAGCX_ENV = "FLAGCX_PATH"
 KNOWN_ENV = frozenset({*ENV.values(), CONFIG_ENV, FLAGCX_ENV})
+# Every variable that steers sglang-fl (ours, and SGLang's plugin/platform selection), by prefix.
+STEERING_PREFIXES = ("SGLANG_FL_", "USE_FLAGGEMS", "SGLANG_FLAGGEMS_", FLAGCX_ENV,
+                     "SGLANG_PLUGINS", "SGLANG_PLATFORM")  # fmt: skip
+
+
+def without_steering(env: Mapping[str, str]) -> dict[str, str]:
+    """``env`` minus everything that steers sglang-fl: the base for a child process whose
+    configuration the caller sets itself (benchmarks, tests)."""
+    return {k: v for k, v in env.items() if not k.startswith(STEERING_PREFIXES)}
+
 
 # The keys `sglang-fl config --json` prints (each also appears in `sources`).
 PUBLIC_FIELDS = (

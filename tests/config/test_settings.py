@@ -645,3 +645,14 @@ def test_to_public_dict_defaults_json():
     assert public["dispatch_log"] is None
     assert public["allow_vendors"] is None
     assert public["op_backends"] == {}
+
+
+def test_without_steering_drops_every_variable_that_configures_sglang_fl():
+    from sglang_fl.config import ENV, without_steering
+
+    env = {"SGLANG_FL_PREFER": "vendor", "USE_FLAGGEMS": "0", "SGLANG_FLAGGEMS_RECORD": "1",
+           "FLAGCX_PATH": "/opt/flagcx", "SGLANG_PLUGINS": "x", "SGLANG_PLATFORM": "y",
+           "SGLANG_FL_TYPO": "1", "PATH": "/bin", "CUDA_VISIBLE_DEVICES": "0"}  # fmt: skip
+    assert without_steering(env) == {"PATH": "/bin", "CUDA_VISIBLE_DEVICES": "0"}
+    for name in (*ENV.values(), "SGLANG_FL_CONFIG", "FLAGCX_PATH"):
+        assert not without_steering({name: "1"}), name

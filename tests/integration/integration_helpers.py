@@ -8,15 +8,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+from sglang_fl.config import without_steering
+
 # The same runner the conformance suite uses: one Engine per process, a RESULT line on stdout.
 RUNNER = ("-m", "sglang_fl.conformance.engine")
-OUR_PREFIXES = ("SGLANG_FL_", "USE_FLAGGEMS", "SGLANG_FLAGGEMS_", "FLAGCX_PATH", "SGLANG_PLUGINS",
-                "SGLANG_PLATFORM")  # fmt: skip
 
 
 def clean_env(**overrides: str) -> dict[str, str]:
     """The current environment minus every variable that steers sglang-fl, plus ``overrides``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(OUR_PREFIXES)}
+    env = without_steering(os.environ)
     env.update(overrides)
     return env
 

@@ -18,15 +18,16 @@ import pytest
 import torch
 from integration_helpers import clean_env, compare_bounded, dispatch_lines, run_engine
 
+from sglang_fl.bench.e2e import CUDA_COMPARISON_ARGS
+
 pytestmark = [pytest.mark.cuda, pytest.mark.sglang, pytest.mark.slow]
 
 MAX_NEW = 32
 FLIP_BOUND = 0.05
 LOGPROB_BOUND = 0.1
 CLASSES = ("SiluAndMul", "RMSNorm", "RotaryEmbedding")
-ENGINE = {"dtype": "bfloat16", "attention_backend": "triton", "sampling_backend": "pytorch",
-          "cuda_graph_backend_prefill": "disabled", "cuda_graph_max_bs_decode": 8,
-          "mem_fraction_static": 0.3, "top_logprobs": 2}  # fmt: skip
+ENGINE = {**CUDA_COMPARISON_ARGS, "cuda_graph_max_bs_decode": 8, "mem_fraction_static": 0.3,
+          "top_logprobs": 2}  # fmt: skip
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -26,6 +26,7 @@ import pytest
 from flagcx_double import is_test_double
 from integration_helpers import clean_env, compare_bounded, run_engine
 
+from sglang_fl.bench.e2e import CUDA_COMPARISON_ARGS
 from sglang_fl.distributed.flagcx import find_library
 from sglang_fl.errors import FlagCXLibraryError
 
@@ -34,13 +35,7 @@ pytestmark = [pytest.mark.sglang, pytest.mark.slow, pytest.mark.cuda, pytest.mar
 MAX_NEW = 32
 LOGPROB_TOL = 0.2
 TIE_TOL = 0.5
-GPU_ARGS = {
-    "dtype": "bfloat16",
-    "attention_backend": "triton",  # the GPU host has no flashinfer kernels
-    "sampling_backend": "pytorch",
-    "cuda_graph_backend_prefill": "disabled",  # decode CUDA graphs stay on
-    "mem_fraction_static": 0.5,
-}
+GPU_ARGS = {**CUDA_COMPARISON_ARGS, "mem_fraction_static": 0.5}
 
 
 @pytest.fixture(scope="module", autouse=True)
