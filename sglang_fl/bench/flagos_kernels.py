@@ -27,12 +27,18 @@ from typing import Any
 import torch
 
 from sglang_fl.backends.flagos import kernels
+from sglang_fl.bench.ops_bench import HEAD_DIM as HEAD
+from sglang_fl.bench.ops_bench import (
+    HIDDEN,
+    KV_HEADS,
+    MAX_POSITIONS,
+    Q_HEADS,
+    TOKENS,
+    cos_sin_cache,
+)
 from sglang_fl.bench.timing import copy_bandwidth_gbps, graph_us, host_us
 
-TOKENS = (1, 64, 1024, 8192, 32768)
 DTYPE = torch.bfloat16
-HIDDEN = 4096
-Q_HEADS, KV_HEADS, HEAD = 32, 8, 128
 
 
 Call = Callable[[Any, list[torch.Tensor]], Any]  # (config, inputs) -> the op's outputs
@@ -90,11 +96,9 @@ def _norm(residual: bool) -> Workload:
 
 def _rope() -> Workload:
     def setup(tokens):
-        inv = 1.0 / (10000 ** (torch.arange(0, HEAD, 2, device="cuda").float() / HEAD))
-        freqs = torch.outer(torch.arange(32768, device="cuda").float(), inv)
-        cache = torch.cat((freqs.cos(), freqs.sin()), dim=-1)
+        cache = cos_sin_cache(torch.device("cuda"))
         qkv = _randn(tokens, (Q_HEADS + 2 * KV_HEADS) * HEAD)
-        positions = torch.randint(0, 32768, (tokens,), device="cuda")
+        positions = torch.randint(0, MAX_POSITIONS, (tokens,), device="cuda")
 
         def call(c, t):
             q, k = t[1][:, : Q_HEADS * HEAD], t[1][:, Q_HEADS * HEAD : (Q_HEADS + KV_HEADS) * HEAD]

@@ -67,7 +67,7 @@ def _rand(shape, dtype, device, gen):
     return torch.randn(shape, generator=gen, device=device, dtype=torch.float32).to(dtype)
 
 
-def _cos_sin_cache(device: torch.device) -> torch.Tensor:
+def cos_sin_cache(device: torch.device) -> torch.Tensor:
     inv = 1.0 / (1e6 ** (torch.arange(0, HEAD_DIM, 2, dtype=torch.float32) / HEAD_DIM))
     freqs = torch.outer(torch.arange(MAX_POSITIONS, dtype=torch.float32), inv)
     return torch.cat((freqs.cos(), freqs.sin()), dim=-1).to(device)
@@ -80,7 +80,7 @@ def cases(tokens: int, dtype: torch.dtype, device: torch.device) -> list[Case]:
     norm = NormParams(weight, 1e-6, HIDDEN, dtype, device)
     row = tokens * HIDDEN * size
     qkv_width = (Q_HEADS + 2 * KV_HEADS) * HEAD_DIM
-    rotary = RotaryParams(_cos_sin_cache(device), HEAD_DIM, HEAD_DIM, True, dtype, device)
+    rotary = RotaryParams(cos_sin_cache(device), HEAD_DIM, HEAD_DIM, True, dtype, device)
 
     def rope_inputs():
         qkv = _rand((tokens, qkv_width), dtype, device, gen)
