@@ -214,7 +214,7 @@ def cmd_bench_e2e(args: argparse.Namespace, rest: list[str]) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2), encoding="utf-8")
     batches = report["spec"]["batch_sizes"]
-    header = ["configuration", *(f"bs={b} tok/s (spread) ratio" for b in batches)]
+    header = ["configuration", *(f"bs={b} tok/s (spread) best/median ratio" for b in batches)]
     _print_table(header, e2e.summary_rows(report))
     for res in report["results"]:
         if "error" in res:

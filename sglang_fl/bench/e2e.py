@@ -175,7 +175,8 @@ def run(
 
 
 def summary_rows(report: dict[str, Any]) -> list[list[str]]:
-    """One row per configuration: best tok/s (spread) and the ratio to the no-plugin run."""
+    """One row per configuration and batch size: best tok/s (spread over the repeats), and the
+    best-to-best and median-to-median ratios to the no-plugin run."""
     results = report["results"]
     base = results[0].get("tok_per_s", {})
     rows = []
@@ -187,22 +188,12 @@ def summary_rows(report: dict[str, Any]) -> list[list[str]]:
                 row.append("failed")
                 continue
             best, spread = max(rates), (max(rates) - min(rates)) / max(rates)
-            ratio = best / max(base[batch]) if base.get(batch) else float("nan")
-            row.append(f"{best:,.0f} (±{spread:.1%}) {ratio:.3f}x")
+            if base.get(batch):
+                ratios = f"{best / max(base[batch]):.3f}x / " + (
+                    f"{statistics.median(rates) / statistics.median(base[batch]):.3f}x"
+                )
+            else:
+                ratios = "-"
+            row.append(f"{best:,.0f} (±{spread:.1%}) {ratios}")
         rows.append(row)
     return rows
-
-
-def median_ratio(report: dict[str, Any], name: str, batch: int) -> float:
-    """Median-over-repeats ratio of configuration ``name`` to the no-plugin run."""
-    by_name = {r["name"]: r for r in report["results"]}
-    base = by_name[report["results"][0]["name"]]["tok_per_s"][str(batch)]
-    other = by_name[name]["tok_per_s"][str(batch)]
-    return statistics.median(other) / statistics.median(base)
-
-
-if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "--worker":
-        print("RESULT " + json.dumps(worker(json.loads(sys.argv[2]))), flush=True)
-    else:
-        raise SystemExit("internal worker entry point: use `sglang-fl bench e2e`")
