@@ -80,6 +80,12 @@ def _parser() -> argparse.ArgumentParser:
     e2e.add_argument("--batch-sizes", type=_int_list, default=None, help="default: 1,64,256")
     e2e.add_argument("--repeats", type=int, default=3)
     e2e.add_argument("--output-tokens", type=int, default=128)
+    e2e.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="start each configuration this often (order reversed every 2nd round)",
+    )
     e2e.add_argument("--timeout", type=float, default=900, help="seconds per configuration")
     e2e.add_argument("--json", metavar="FILE", help="also write the full report here")
     e2e.set_defaults(handler=cmd_bench_e2e)
@@ -194,10 +200,10 @@ def cmd_bench_ops(args: argparse.Namespace, rest: list[str]) -> int:
         Path(args.json).write_text(json.dumps(data, indent=2), encoding="utf-8")
     print(f"{env['device_name']}: device copy bandwidth {copy_gbps:.0f} GB/s")
     rows = [(r.op, r.impl, str(r.tokens), f"{r.latency_us:.1f}", f"{r.gbps:.0f}",
-             f"{r.copy_fraction:.0%}", _ratio(r.vs_vendor), _us(r.graph_us),
-             _ratio(r.graph_vs_vendor)) for r in results]  # fmt: skip
-    _print_table(("op", "impl", "tokens", "us", "GB/s", "of copy", "vs vendor", "graph us",
-                  "graph vs vendor"), rows)  # fmt: skip
+             f"{r.copy_fraction:.0%}", f"{r.of_same_size_copy:.0%}", _ratio(r.vs_vendor),
+             _us(r.graph_us), _ratio(r.graph_vs_vendor)) for r in results]  # fmt: skip
+    _print_table(("op", "impl", "tokens", "us", "GB/s", "of copy", "of same-size copy",
+                  "vs vendor", "graph us", "graph vs vendor"), rows)  # fmt: skip
     return 0
 
 
@@ -209,6 +215,7 @@ def cmd_bench_e2e(args: argparse.Namespace, rest: list[str]) -> int:
         repeats=args.repeats,
         output_tokens=args.output_tokens,
         timeout=args.timeout,
+        rounds=args.rounds,
     )
     report["environment"] = _environment("cuda")
     if args.json:

@@ -3,7 +3,8 @@
 # ../shared/tools/gpu-bundle.sh), .whl (this project's wheel: `pip wheel --no-deps -w .whl .`)
 # and, when a previous run saved one, .jitcache (flashinfer / SGLang JIT kernels, ~1 min to
 # rebuild otherwise).
-#   bash ci/gpu/run.sh STEP [STEP...]     steps: tests serving ops aten e2e dispatch
+#   bash ci/gpu/run.sh STEP [STEP...]     steps: tests serving ops aten e2e dispatch sweep
+#   (serving1, ops1, e2e1, e2e2, e2e2r: shorter or longer variants, see below)
 # Every step writes STEP.log (and its JSON/PNG) under $OUT; a failing step does not stop the rest.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
@@ -44,15 +45,19 @@ for s in "$@"; do
                 --json "$OUT/e2e.json" ;;
     ops1)     step ops 100 $PY -m sglang_fl.cli bench ops --plot "$OUT/ops.png" \
                 --json "$OUT/ops.json" ;;
-    serving)  step serving 330 $PY -m pytest -q -p no:cacheprovider -m cuda -o addopts="" -s \
+    serving)  step serving 300 $PY -m pytest -q -p no:cacheprovider -m cuda -o addopts="" -s \
                 tests/integration/test_cuda_serving.py ;;
-    ops)      step ops 240 $PY -m sglang_fl.cli bench ops --plot "$OUT/ops.png" \
+    ops)      step ops 140 $PY -m sglang_fl.cli bench ops --plot "$OUT/ops.png" \
                 --json "$OUT/ops.json" ;;
     aten)     step aten 380 $PY -m sglang_fl.cli bench aten --json "$OUT/aten.json" \
                 --keep-trace "$OUT/aten-trace.jsonl" ;;
     e2e)      step e2e 560 $PY -m sglang_fl.cli bench e2e --json "$OUT/e2e.json" ;;
+    e2e2r)    step e2e 580 $PY -m sglang_fl.cli bench e2e --rounds 2 --repeats 5 --timeout 150 \
+                --json "$OUT/e2e.json" ;;
+    sweep)    step sweep 200 $PY -m sglang_fl.bench.flagos_kernels --sweep --tokens 1,64,8192 \
+                --json "$OUT/sweep.json" ;;
     e2e1)     step e2e 400 $PY -m sglang_fl.cli bench e2e --repeats 1 --json "$OUT/e2e.json" ;;
-    dispatch) step dispatch 300 $PY -m sglang_fl.cli bench dispatch --device cuda --json ;;
+    dispatch) step dispatch 110 $PY -m sglang_fl.cli bench dispatch --device cuda --json ;;
     *) echo "unknown step $s"; exit 2 ;;
   esac
 done

@@ -162,16 +162,41 @@ def run(
     output_tokens: int = OUTPUT_TOKENS,
     configurations: tuple[Configuration, ...] = CONFIGURATIONS,
     timeout: float = 900,
+    rounds: int = 1,
 ) -> dict[str, Any]:
+    """``rounds`` > 1 starts every configuration's process again, in reverse order every other
+    round: process-to-process variation (allocation, clocks) is most of this benchmark's noise,
+    and alternating the order keeps a drift over the run from favouring one configuration."""
     with tempfile.TemporaryDirectory(prefix="sglang-fl-e2e-") as tmp:
         model = write_model(Path(tmp) / "qwen2.5-0.5b-shaped")
         spec = {"model": str(model), "batch_sizes": list(batch_sizes), "repeats": repeats,
-                "output_tokens": output_tokens, "timeout": timeout}  # fmt: skip
-        results = []
-        for conf in configurations:
-            results.append(run_configuration(conf, spec, Path(tmp)))
-            print("CONFIGURATION " + json.dumps(results[-1]), flush=True)  # partial results
+                "output_tokens": output_tokens, "timeout": timeout, "rounds": rounds}  # fmt: skip
+        by_name: dict[str, list[dict[str, Any]]] = {c.name: [] for c in configurations}
+        for round_index in range(rounds):
+            order = configurations if round_index % 2 == 0 else configurations[::-1]
+            for conf in order:
+                by_name[conf.name].append(run_configuration(conf, spec, Path(tmp)))
+                print("CONFIGURATION " + json.dumps(by_name[conf.name][-1]), flush=True)
+    results = [merge_rounds(runs) for runs in by_name.values()]
     return {"spec": {k: v for k, v in spec.items() if k != "model"}, "results": results}
+
+
+def merge_rounds(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One configuration's processes as one result: every repeat of every round in
+    ``tok_per_s`` (per-round lists kept under ``rounds``); any failed round fails the result."""
+    merged = {**runs[0], "wall_s": [r["wall_s"] for r in runs]}
+    merged["rounds"] = [r.get("tok_per_s") for r in runs]
+    errors = [r["error"] for r in runs if "error" in r]
+    if errors:
+        merged["error"] = errors[0]
+        merged.pop("tok_per_s", None)
+    else:
+        merged["tok_per_s"] = {
+            batch: [rate for r in runs for rate in r["tok_per_s"][batch]]
+            for batch in runs[0]["tok_per_s"]
+        }
+    merged["dispatch"] = sorted({line for r in runs for line in r.get("dispatch", [])})
+    return merged
 
 
 def summary_rows(report: dict[str, Any]) -> list[list[str]]:

@@ -5,7 +5,8 @@ and timed two ways (``sglang_fl.bench.timing``): ``triton.testing.do_bench`` (me
 event-timed runs, L2 flushed between runs; at small sizes a launch's host cost can show) and
 CUDA-graph replay (device time only, what decode pays). FlagGems' own kernels are timed too
 (column ``flaggems``): they show where our own Triton kernels were needed. Bandwidth counts
-each byte read and written once, against the device's copy bandwidth measured in the same run.
+each byte read and written once, against the device's copy bandwidth measured in the same run
+(1 GiB) and against a copy moving the same bytes as the op (column ``of same-size copy``).
 
 Shapes follow the issue's targets: hidden 4096; SiluAndMul intermediate 11008 (the fused
 ``[T, 2I]`` layout); rotary with 32 query / 8 KV heads of 128 as strided views of a fused QKV
@@ -21,7 +22,7 @@ from typing import Any
 
 import torch
 
-from sglang_fl.bench.timing import copy_bandwidth_gbps, device_us, graph_us
+from sglang_fl.bench.timing import copy_bandwidth_gbps, device_us, graph_us, same_size_copy_us
 from sglang_fl.ops.params import ActivationParams, NormParams, RotaryParams
 
 TOKENS = (1, 64, 1024, 8192, 32768)
@@ -45,6 +46,8 @@ class OpTiming:
     vs_vendor: float | None  # latency / the vendor's latency (None: no vendor timing)
     graph_us: float | None = None  # CUDA-graph replay: device time without host cost
     graph_vs_vendor: float | None = None
+    # a copy moving the same bytes (``timing.same_size_copy_us``) / latency: 1.0 = copy speed
+    of_same_size_copy: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -200,13 +203,14 @@ def _time_case(case: Case, backends, gems, copy_gbps: float, dtype_name: str) ->
         fn = case.call(kernel, case.inputs())
         timed[impl_id] = (device_us(fn), graph_us(fn))
     vendor = next((t for i, t in timed.items() if i.startswith("vendor.")), None)
+    copy_us = same_size_copy_us(case.bytes_moved)
     out = []
     for impl_id, (us, graph) in timed.items():
         gbps = case.bytes_moved / (us * 1e-6) / 1e9
         graph_ratio = graph / vendor[1] if vendor and graph and vendor[1] else None
         out.append(OpTiming(
             case.op, impl_id, case.tokens, dtype_name, us, gbps, gbps / copy_gbps,
-            us / vendor[0] if vendor else None, graph, graph_ratio,
+            us / vendor[0] if vendor else None, graph, graph_ratio, copy_us / us,
         ))  # fmt: skip
     return out
 

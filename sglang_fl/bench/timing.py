@@ -56,6 +56,15 @@ def host_us(fn: Callable[[], Any], calls: int = 50, rounds: int = 5) -> float:
     return best
 
 
+def same_size_copy_us(bytes_moved: int, device: torch.device | str = "cuda") -> float:
+    """A device-to-device copy that reads and writes ``bytes_moved`` bytes in all: what an op
+    moving that many bytes could take at best on this device (small sizes pay the same launch
+    and ramp-up a kernel does, which the 1 GiB figure hides)."""
+    src = torch.empty(max(1, bytes_moved // 2), dtype=torch.uint8, device=device)
+    dst = torch.empty_like(src)
+    return device_us(lambda: dst.copy_(src))
+
+
 def copy_bandwidth_gbps(device: torch.device | str = "cuda") -> float:
     """Device-to-device copy of 1 GiB, bytes read + written (the practical ceiling)."""
     src = torch.empty(1 << 30, dtype=torch.uint8, device=device)

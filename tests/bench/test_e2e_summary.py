@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sglang_fl.bench.e2e import summary_rows
+from sglang_fl.bench.e2e import merge_rounds, summary_rows
 
 
 def test_ratios_are_best_to_best_and_median_to_median():
@@ -18,3 +18,25 @@ def test_ratios_are_best_to_best_and_median_to_median():
     assert rows[0] == ["base", "100 (±20.0%) 1.000x / 1.000x", "1,000 (±0.0%) 1.000x / 1.000x"]
     assert rows[1] == ["ours", "110 (±45.5%) 1.100x / 1.100x", "900 (±0.0%) 0.900x / 0.900x"]
     assert rows[2] == ["broken", "failed", "failed"]
+
+
+def test_rounds_merge_every_repeat_and_keep_each_round():
+    rounds = [
+        {"name": "ours", "wall_s": 50.0, "tok_per_s": {"1": [10.0, 11.0]}, "dispatch": ["a"]},
+        {"name": "ours", "wall_s": 48.0, "tok_per_s": {"1": [12.0, 9.0]}, "dispatch": ["a"]},
+    ]
+    merged = merge_rounds(rounds)
+    assert merged["tok_per_s"] == {"1": [10.0, 11.0, 12.0, 9.0]}
+    assert merged["rounds"] == [{"1": [10.0, 11.0]}, {"1": [12.0, 9.0]}]
+    assert merged["wall_s"] == [50.0, 48.0]
+    assert merged["dispatch"] == ["a"]
+
+
+def test_one_failed_round_fails_the_configuration():
+    rounds = [
+        {"name": "ours", "wall_s": 50.0, "tok_per_s": {"1": [10.0]}},
+        {"name": "ours", "wall_s": 3.0, "error": "CUDA OOM"},
+    ]
+    merged = merge_rounds(rounds)
+    assert merged["error"] == "CUDA OOM" and "tok_per_s" not in merged
+    assert summary_rows({"spec": {"batch_sizes": [1]}, "results": [merged]}) == [["ours", "failed"]]

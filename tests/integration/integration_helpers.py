@@ -103,6 +103,20 @@ def with_pythonpath(env: dict[str, str], entry: str) -> dict[str, str]:
     return env
 
 
+def agreement(base: dict, other: dict) -> str:
+    """For the run's record: identical sequences and the largest chosen-token logprob gap over
+    each common prefix (the figure the bound in ``compare_bounded`` is checked against)."""
+    pairs = list(zip(base["output_ids"], other["output_ids"], strict=True))
+    gap = 0.0
+    for index, (ids1, ids2) in enumerate(pairs):
+        for pos, (a, b) in enumerate(zip(ids1, ids2, strict=True)):
+            if a != b:
+                break
+            gap = max(gap, abs(base["logprobs"][index][pos] - other["logprobs"][index][pos]))
+    same = sum(a == b for a, b in pairs)
+    return f"identical sequences {same}/{len(pairs)}, max logprob gap {gap:.4f} nats"
+
+
 def compare_bounded(tp1: dict, tp2: dict, *, logprob_tol: float, tie_tol: float) -> list[str]:
     """Problems between two greedy runs with logprobs (empty: within bounds). Same tokens: the
     chosen logprobs within ``logprob_tol``; the first different token: a near-tie in ``tp1``

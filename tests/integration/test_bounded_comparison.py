@@ -3,7 +3,7 @@ made-up runs: it accepts equal runs and near-ties, and rejects drift and real di
 
 from __future__ import annotations
 
-from integration_helpers import compare_bounded
+from integration_helpers import agreement, compare_bounded
 
 TOP = [[[-0.1, 5], [-3.0, 6]], [[-0.4, 5], [-0.6, 7]]]  # pos 0: clear winner; pos 1: near-tie
 RUN = {"output_ids": [[5, 5]], "logprobs": [[-0.1, -0.4]], "top": [TOP]}
@@ -26,3 +26,9 @@ def test_divergence_at_a_near_tie_is_accepted():
 def test_divergence_at_a_clear_winner_is_reported():
     problems = compare_bounded(RUN, {**RUN, "output_ids": [[6, 5]]}, **TOLS)
     assert problems == ["prompt 0 pos 0: 5 vs 6, not a near-tie (TP=1 top-2 gap 2.900)"]
+
+
+def test_agreement_reports_the_gap_over_the_common_prefix_only():
+    other = {"output_ids": [[5, 7]], "logprobs": [[-0.25, -9.0]]}  # diverges at pos 1
+    assert agreement(RUN, other) == "identical sequences 0/1, max logprob gap 0.1500 nats"
+    assert agreement(RUN, RUN) == "identical sequences 1/1, max logprob gap 0.0000 nats"
