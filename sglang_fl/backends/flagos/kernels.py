@@ -178,13 +178,18 @@ def _rms_norm_kernel(
 ):  # fmt: skip
     """RMSNorm of ROWS rows. With a residual: ``h = x + residual`` is stored to ``res_ptr`` and
     normalised. RMSNorm normalises the fp32 sum; Gemma rounds the sum to the input dtype first
-    (SGLang adds in the input dtype) and scales by ``1 + weight``."""
+    (SGLang adds in the input dtype) and scales by ``1 + weight``.
+
+    The weight is loaded together with the row, not after the reduction: at a few tokens the
+    kernel is one dependent chain of memory round trips, and a load issued after ``tl.sum``
+    waits for it (Triton keeps global loads in program order across the reduction's barrier)."""
     rows = tl.program_id(0).to(tl.int64) * ROWS + tl.arange(0, ROWS)
     cols = tl.arange(0, BLOCK)
     col_mask = cols < n_cols
     mask = (rows < n_rows)[:, None] & col_mask[None, :]
     x_ptrs = x_ptr + rows[:, None] * x_row_stride + cols[None, :] * x_col_stride
     h = tl.load(x_ptrs, mask=mask, other=0.0).to(tl.float32)
+    w = tl.load(w_ptr + cols * w_stride, mask=col_mask, other=0.0).to(tl.float32)
     if HAS_RESIDUAL:
         res_ptrs = res_ptr + rows[:, None] * res_row_stride + cols[None, :] * res_col_stride
         h += tl.load(res_ptrs, mask=mask, other=0.0).to(tl.float32)
@@ -193,7 +198,6 @@ def _rms_norm_kernel(
         if GEMMA:
             h = rounded.to(tl.float32)
     rstd = tl.rsqrt(tl.sum(h * h, axis=1) / n_cols + eps)
-    w = tl.load(w_ptr + cols * w_stride, mask=col_mask, other=0.0).to(tl.float32)
     if GEMMA:
         w += 1.0
     out = h * rstd[:, None] * w[None, :]
