@@ -145,7 +145,8 @@ def run_configuration(conf: Configuration, spec: dict[str, Any], logdir: Path) -
         if line.startswith("RESULT "):
             result.update(json.loads(line[len("RESULT ") :]))
     if "tok_per_s" not in result:
-        result["error"] = (proc.stdout + proc.stderr)[-3000:]
+        output = (proc.stdout + proc.stderr)[-3000:]
+        result["error"] = output or f"the worker exited {proc.returncode} without a RESULT line"
     if dispatch_log.exists():
         lines = dispatch_log.read_text(encoding="utf-8").splitlines()
         result["dispatch"] = sorted(set(lines))
@@ -222,3 +223,10 @@ def summary_rows(report: dict[str, Any]) -> list[list[str]]:
             row.append(f"{best:,.0f} (±{spread:.1%}) {ratios}")
         rows.append(row)
     return rows
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--worker":
+        print("RESULT " + json.dumps(worker(json.loads(sys.argv[2]))), flush=True)
+    else:
+        raise SystemExit("internal worker entry point: use `sglang-fl bench e2e`")
