@@ -23,6 +23,9 @@ from typing import Any
 from sglang_fl.ops.bridges import BRIDGES
 
 ITERATIONS = 20000
+# A GPU call costs ~10-20 us of launch (Triton more), four times a CPU one at these sizes: fewer
+# calls per round give the same timer resolution and keep the run under a minute.
+GPU_ITERATIONS = 5000
 REPEATS = 15
 
 
@@ -80,15 +83,17 @@ def run(device: str = "cpu") -> list[OverheadResult]:
     if dispatcher is None:
         raise RuntimeError("sglang-fl Layer 2 is not active in this process (see the log)")
     compat.publish_default_server_args()
-    sync = torch.cuda.synchronize if device.startswith("cuda") else None
+    on_gpu = device.startswith("cuda")
+    sync = torch.cuda.synchronize if on_gpu else None
+    iterations = GPU_ITERATIONS if on_gpu else ITERATIONS
     with torch.inference_mode():
         return [
-            _measure(op, module, args, dispatcher, device, sync)
+            _measure(op, module, args, dispatcher, device, sync, iterations)
             for op, module, args in _cases(device)
         ]
 
 
-def _measure(op, module, args, dispatcher, device, sync) -> OverheadResult:
+def _measure(op, module, args, dispatcher, device, sync, iterations) -> OverheadResult:
     module(*args)  # first call: binds and installs the forward
     binding = dispatcher.bindings[module]
     bridged_null = BRIDGES[op.split("+")[0]].forward(module, _null_kernel, module.forward_native)
@@ -100,6 +105,7 @@ def _measure(op, module, args, dispatcher, device, sync) -> OverheadResult:
             lambda: bridged_null(*args),
             _direct_call(op, _null_kernel, args),
         ],
+        iterations,
         sync=sync,
     )
     bridge_only = max(0.0, bridged - null)
