@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # GPU-host runs (the `device` machine; no network there). Carry: .gpu-bundle (from
 # ../shared/tools/gpu-bundle.sh), .whl (this project's wheel: `pip wheel --no-deps -w .whl .`)
-# and, when a previous run saved one, .jitcache (flashinfer / SGLang JIT kernels, ~1 min to
-# rebuild otherwise).
-#   bash ci/gpu/run.sh STEP [STEP...]     steps: tests serving ops aten e2e dispatch sweep
+# and, when a previous run saved one, .jitcache (flashinfer / SGLang JIT and Triton kernels,
+# minutes to rebuild otherwise).
+#   bash ci/gpu/run.sh STEP [STEP...]     steps: tests nvtests serving ops aten e2e dispatch sweep
 #   (serving1, ops1, e2e1, e2e2, e2e2r: shorter or longer variants, see below)
 # Every step writes STEP.log (and its JSON/PNG) under $OUT; a failing step does not stop the rest.
+# The limits keep `tests ops dispatch`, `serving nvtests dispatch` and `e2e2r` each inside one
+# 10-minute device call (with the JIT kernels built on the way).
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 OUT=${OUT:-/tmp/gpu-out}
@@ -39,15 +41,17 @@ for s in "$@"; do
   case $s in
     tests)    step tests 200 $PY -m pytest -q --maxfail=25 -p no:cacheprovider -m cuda -o addopts="" \
                 tests/backends tests/platforms/nvidia ;;
+    nvtests)  step nvtests 70 $PY -m pytest -q --maxfail=25 -p no:cacheprovider -m cuda -o addopts="" \
+                tests/platforms/nvidia ;;
     serving1) step serving 80 $PY -m pytest -q -p no:cacheprovider -m cuda -o addopts="" -s \
                 -k default tests/integration/test_cuda_serving.py ;;
     e2e2)     step e2e 250 $PY -m sglang_fl.cli bench e2e --repeats 2 --timeout 120 \
                 --json "$OUT/e2e.json" ;;
     ops1)     step ops 100 $PY -m sglang_fl.cli bench ops --plot "$OUT/ops.png" \
                 --json "$OUT/ops.json" ;;
-    serving)  step serving 300 $PY -m pytest -q -p no:cacheprovider -m cuda -o addopts="" -s \
+    serving)  step serving 280 $PY -m pytest -q -p no:cacheprovider -m cuda -o addopts="" -s \
                 tests/integration/test_cuda_serving.py ;;
-    ops)      step ops 140 $PY -m sglang_fl.cli bench ops --plot "$OUT/ops.png" \
+    ops)      step ops 110 $PY -m sglang_fl.cli bench ops --plot "$OUT/ops.png" \
                 --json "$OUT/ops.json" ;;
     aten)     step aten 380 $PY -m sglang_fl.cli bench aten --json "$OUT/aten.json" \
                 --keep-trace "$OUT/aten-trace.jsonl" ;;
@@ -57,9 +61,9 @@ for s in "$@"; do
     sweep)    step sweep 200 $PY -m sglang_fl.bench.flagos_kernels --sweep --tokens 1,64,8192 \
                 --json "$OUT/sweep.json" ;;
     e2e1)     step e2e 400 $PY -m sglang_fl.cli bench e2e --repeats 1 --json "$OUT/e2e.json" ;;
-    dispatch) step dispatch 110 $PY -m sglang_fl.cli bench dispatch --device cuda --json ;;
+    dispatch) step dispatch 60 $PY -m sglang_fl.cli bench dispatch --device cuda --json ;;
     *) echo "unknown step $s"; exit 2 ;;
   esac
 done
-tar -C "$HOME" -cJf "$OUT/jit.tar.xz" .cache/flashinfer .cache/tvm-ffi 2>/dev/null
+tar -C "$HOME" -cJf "$OUT/jit.tar.xz" .cache/flashinfer .cache/tvm-ffi .triton/cache 2>/dev/null
 ls -la "$OUT"
