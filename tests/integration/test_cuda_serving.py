@@ -8,6 +8,14 @@ prefill graphs off, for both sides. Greedy, several prompts, 32 tokens:
   rounding flips a near-tie, SGLang's own top-2 there must be within ``FLIP_BOUND`` nats, and
   the ids before it identical (``integration_helpers.compare_bounded``);
 - logprobs of the common prefix agree within ``LOGPROB_BOUND`` nats;
+
+Both bounds are two bf16 steps of the logits. The embedded model's logits have std ~16 (its
+lm_head is scaled so that a dropped op changes the output), so its top logits lie in [32, 64),
+where bf16 values are 0.25 apart: any last-bit difference upstream moves a logprob by up to
+one step, and two tokens a step apart are tied at bf16 precision. Even ``prefer: vendor`` is
+not bit-identical to no plugin (head size 16 takes SGLang's JIT rope kernel in-tree, the
+sgl_kernel one through sglang-fl); on an H100 (2026-12-07) every configuration stayed within
+one step. A wrong kernel diverges by whole nats at the first token.
 - the dispatch log shows the spec-000 recipes on NVIDIA: default -> flagos(flagos),
   ``prefer: vendor`` -> vendor(vendor.nvidia), ``prefer: reference`` -> reference(reference).
 """
@@ -23,8 +31,9 @@ from sglang_fl.bench.e2e import CUDA_COMPARISON_ARGS
 pytestmark = [pytest.mark.cuda, pytest.mark.sglang, pytest.mark.slow]
 
 MAX_NEW = 32
-FLIP_BOUND = 0.05
-LOGPROB_BOUND = 0.1
+BF16_LOGIT_STEP = 0.25  # bf16 spacing in [32, 64), where the embedded model's top logits lie
+FLIP_BOUND = 2 * BF16_LOGIT_STEP
+LOGPROB_BOUND = 2 * BF16_LOGIT_STEP
 CLASSES = ("SiluAndMul", "RMSNorm", "RotaryEmbedding")
 ENGINE = {**CUDA_COMPARISON_ARGS, "cuda_graph_max_bs_decode": 8, "mem_fraction_static": 0.3,
           "top_logprobs": 2}  # fmt: skip
