@@ -41,7 +41,7 @@ for s in "$@"; do
   case $s in
     tests)    step tests 200 $PY -m pytest -q --maxfail=25 -p no:cacheprovider -m cuda -o addopts="" \
                 tests/backends tests/platforms/nvidia ;;
-    nvtests)  step nvtests 70 $PY -m pytest -q --maxfail=25 -p no:cacheprovider -m cuda -o addopts="" \
+    nvtests)  step nvtests 110 $PY -m pytest -q --maxfail=25 -p no:cacheprovider -m cuda -o addopts="" \
                 tests/platforms/nvidia ;;
     serving1) step serving 80 $PY -m pytest -q -p no:cacheprovider -m cuda -o addopts="" -s \
                 -k default tests/integration/test_cuda_serving.py ;;

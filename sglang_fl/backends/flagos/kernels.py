@@ -181,8 +181,8 @@ def _rms_norm_kernel(
     (SGLang adds in the input dtype) and scales by ``1 + weight``.
 
     The weight is loaded together with the row, not after the reduction: at a few tokens the
-    kernel is one dependent chain of memory round trips, and a load issued after ``tl.sum``
-    waits for it (Triton keeps global loads in program order across the reduction's barrier)."""
+    kernel is one dependent chain of memory round trips, and a load written after ``tl.sum``
+    may only be issued once the reduction (which synchronises the program's warps) is done."""
     rows = tl.program_id(0).to(tl.int64) * ROWS + tl.arange(0, ROWS)
     cols = tl.arange(0, BLOCK)
     col_mask = cols < n_cols
