@@ -8,6 +8,8 @@ prefill graphs off, for both sides. Greedy, several prompts, 32 tokens:
   rounding flips a near-tie, SGLang's own top-2 there must be within ``FLIP_BOUND`` nats, and
   the ids before it identical (``integration_helpers.compare_bounded``);
 - logprobs of the common prefix agree within ``LOGPROB_BOUND`` nats;
+- the dispatch log shows the spec-000 recipes on NVIDIA: default -> flagos(flagos),
+  ``prefer: vendor`` -> vendor(vendor.nvidia), ``prefer: reference`` -> reference(reference).
 
 Both bounds are two bf16 steps of the logits. The embedded model's logits have std ~16 (its
 lm_head is scaled so that a dropped op changes the output), so its top logits lie in [32, 64),
@@ -16,8 +18,6 @@ one step, and two tokens a step apart are tied at bf16 precision. Even ``prefer:
 not bit-identical to no plugin (head size 16 takes SGLang's JIT rope kernel in-tree, the
 sgl_kernel one through sglang-fl); on an H100 (2026-12-07) every configuration stayed within
 one step. A wrong kernel diverges by whole nats at the first token.
-- the dispatch log shows the spec-000 recipes on NVIDIA: default -> flagos(flagos),
-  ``prefer: vendor`` -> vendor(vendor.nvidia), ``prefer: reference`` -> reference(reference).
 """
 
 from __future__ import annotations
