@@ -8,21 +8,16 @@ server without sglang-fl. Our errors therefore end the process with one clear me
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import sys
 from collections.abc import Iterator
 
-from sglang_fl.errors import SglangFLError
+from sglang_fl.errors import SglangFLError, UnsupportedSGLangError
 
 logger = logging.getLogger(__name__)
 _loaded_pid: int | None = None
-_dispatcher = None  # this process's Layer 2 Dispatcher, once installed
-
-
-def active_dispatcher():
-    """The Layer 2 dispatcher installed in this process (None if Layer 2 is not active)."""
-    return _dispatcher
 
 
 @contextlib.contextmanager
@@ -44,17 +39,19 @@ def activate_platform() -> str | None:
     with fatal_errors():
         if not _platform_applies():
             return None
-        return discover_bundles()[get_settings().platform].platform_class
+        platform_class = discover_bundles()[get_settings().platform].platform_class
+        check_sglang(platform_class)
+        return platform_class
 
 
 def load_plugin() -> None:
     """Validate the configuration and install Layers 1-3 in this process (idempotent)."""
-    global _loaded_pid, _dispatcher
+    global _loaded_pid
     if _loaded_pid == os.getpid():
         return
     _loaded_pid = os.getpid()
-    from sglang_fl import compat
     from sglang_fl.aten import install_layer1
+    from sglang_fl.bundles import discover_bundles
     from sglang_fl.config import get_settings
     from sglang_fl.dispatch.oot import install_layer2
     from sglang_fl.distributed import layer3
@@ -69,7 +66,7 @@ def load_plugin() -> None:
             return
         settings = get_settings()
         configure_logging(settings)
-        compat.check_version()
+        check_sglang(discover_bundles()[settings.platform].platform_class)
         install_layer1(settings)
         platform = _current_platform()
         from sglang_fl.platform_base import FLPlatform
@@ -83,11 +80,43 @@ def load_plugin() -> None:
             )
             return
         layer3.install(settings, platform.device_type)
-        _dispatcher = install_layer2(settings, platform.get_dispatch_key_name())
+        install_layer2(settings, platform.get_dispatch_key_name())
         if settings.aten_trace is not None:  # `sglang-fl bench aten`'s trace run
             from sglang_fl.bench.aten_trace import start
 
             start(settings.aten_trace)
+
+
+@functools.cache
+def check_sglang(platform_class: str) -> None:
+    """Refuse an SGLang release outside the supported range, naming it. A release newer than
+    the tested ones runs only when allowed (SGLANG_FL_ALLOW_UNTESTED_SGLANG=1) and when the
+    platform class passes the platform contract against it; once per process."""
+    from sglang_fl.compat.versions import SUPPORTED_RANGE, Support, check_version
+    from sglang_fl.config import ENV, get_settings
+
+    found, support = check_version(get_settings().allow_untested_sglang)
+    if support is not Support.UNTESTED:
+        return
+    from sglang_fl.compat.platform_contract import ReleaseAPI, check_platform, load_platform_class
+
+    try:
+        report = check_platform(load_platform_class(platform_class), ReleaseAPI.installed())
+    except (ImportError, AttributeError) as exc:  # the API moved under our imports
+        raise UnsupportedSGLangError(
+            f"sglang {found} is newer than sglang-fl is tested with ({SUPPORTED_RANGE}) and "
+            f"its platform API moved: importing {platform_class} failed: {exc!r}"
+        ) from exc
+    if not report.ok:
+        raise UnsupportedSGLangError(
+            f"sglang {found} is newer than sglang-fl is tested with ({SUPPORTED_RANGE}) and "
+            f"{platform_class} does not fit its platform API: {report.summary()}"
+        )
+    logger.warning(
+        "sglang %s is newer than sglang-fl is tested with (%s); running on it untested "
+        "(%s=1): the platform contract of %s passed",
+        found, SUPPORTED_RANGE, ENV["allow_untested_sglang"], platform_class,
+    )  # fmt: skip
 
 
 def _platform_applies() -> bool:

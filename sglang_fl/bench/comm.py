@@ -131,14 +131,14 @@ def _worker(
     from sglang.srt import platforms
     from sglang.srt.plugins import load_plugins
 
-    from sglang_fl import compat
     from sglang_fl.bench.dispatch_overhead import REPEATS, per_call_us
+    from sglang_fl.compat import distributed as sglang_distributed
     from sglang_fl.config import get_settings
 
     load_plugins()  # sglang-fl's Layer 3 and hooks, as in every SGLang process
     settings = get_settings()
     backend = platforms.current_platform.get_torch_distributed_backend_str()
-    tp = compat.init_tensor_parallel(
+    tp = sglang_distributed.init_tensor_parallel(
         world_size=world, rank=rank, init_method=f"file://{store}", backend=backend,
         # SGLang's default, which sglang-fl's platform switches off for flagcx
         custom_all_reduce=settings.dist_backend != "flagcx",
@@ -170,7 +170,7 @@ def _worker(
             }))  # fmt: skip
     finally:
         dist.destroy_process_group(direct)
-        compat.destroy_tensor_parallel()
+        sglang_distributed.destroy_tensor_parallel()
 
 
 def _result(size: int, world: int, torch_s: float, sglang_fl_s: float) -> CommResult:

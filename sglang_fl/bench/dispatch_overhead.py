@@ -75,14 +75,15 @@ def run(device: str = "cpu") -> list[OverheadResult]:
     import torch
 
     os.environ.setdefault("SGLANG_PLATFORM", "sglang_fl")
-    from sglang_fl import compat
-    from sglang_fl.plugin import active_dispatcher, load_plugin
+    from sglang_fl.compat import fused_ops
+    from sglang_fl.dispatch.oot import active_dispatcher
+    from sglang_fl.plugin import load_plugin
 
     load_plugin()
     dispatcher = active_dispatcher()
     if dispatcher is None:
         raise RuntimeError("sglang-fl Layer 2 is not active in this process (see the log)")
-    compat.publish_default_server_args()
+    fused_ops.publish_default_server_args()
     on_gpu = device.startswith("cuda")
     sync = torch.cuda.synchronize if on_gpu else None
     iterations = GPU_ITERATIONS if on_gpu else ITERATIONS

@@ -58,6 +58,7 @@ ENV = {
     "flaggems_log_path": "SGLANG_FLAGGEMS_LOG_PATH",
     "flaggems_log_once": "SGLANG_FLAGGEMS_LOG_ONCE",
     "aten_trace": "SGLANG_FL_ATEN_TRACE",
+    "allow_untested_sglang": "SGLANG_FL_ALLOW_UNTESTED_SGLANG",
 }
 CONFIG_ENV = "SGLANG_FL_CONFIG"
 FLAGCX_ENV = "FLAGCX_PATH"
@@ -77,7 +78,7 @@ def without_steering(env: Mapping[str, str]) -> dict[str, str]:
 PUBLIC_FIELDS = (
     "prefer", "strict", "op_backends", "allow_vendors", "deny_vendors", "oot_enabled",
     "oot_whitelist", "oot_blacklist", "use_flaggems", "flagos_whitelist", "flagos_blacklist",
-    "dispatch_log", "dist_backend", "flagcx_path", "platform",
+    "dispatch_log", "dist_backend", "flagcx_path", "platform", "allow_untested_sglang",
 )  # fmt: skip
 
 
@@ -123,6 +124,7 @@ class Settings:
     flaggems_log_path: Path | None
     flaggems_log_once: bool
     aten_trace: Path | None
+    allow_untested_sglang: bool
     config_file: Path | None
     sources: Mapping[str, str]
 
@@ -399,6 +401,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     )
     values["flaggems_log_once"] = _resolve(layers, "flaggems_log_once", True, from_env=parse_bool)
     values["aten_trace"] = _resolve(layers, "aten_trace", None, from_env=check_log_path)
+    values["allow_untested_sglang"] = _resolve(
+        layers, "allow_untested_sglang", False, from_env=parse_bool
+    )
     values["config_file"] = user[0] if user else None
     return Settings(**values, sources=dict(layers.sources))
 

@@ -24,7 +24,7 @@ class Status(str, enum.Enum):
 
 @dataclass(frozen=True)
 class Check:
-    part: str  # "ops" | "dispatch" | "generate"
+    part: str  # "ops" | "platform" | "dispatch" | "generate"
     name: str
     status: Status
     detail: str = ""

@@ -43,11 +43,30 @@ def run_suite(options: Options) -> Report:
         return report
     from sglang_fl.conformance.serving import serving_checks
 
+    report.extend([platform_contract_check(bundle)])
     with tempfile.TemporaryDirectory(prefix="sglang-fl-conformance-") as tmp:
         report.extend(
             serving_checks(bundle, _model(options), options.dtype, options.quick, Path(tmp))
         )
     return report
+
+
+def platform_contract_check(bundle: PlatformBundle) -> Check:
+    """The bundle's SGLang platform class against the installed SGLang's platform API
+    (sglang_fl.compat.platform_contract): a hook that release removed, one it requires and the
+    class lacks, or a capability it reads that is not declared fails here, not at serving."""
+    from sglang_fl.compat.platform_contract import ReleaseAPI, check_platform, load_platform_class
+
+    name = "platform class vs SGLang's platform API"
+    try:
+        platform_cls = load_platform_class(bundle.platform_class)
+    except Exception as exc:
+        return Check("platform", name, Status.FAIL, f"{bundle.platform_class}: {exc!r}")
+    report = check_platform(platform_cls, ReleaseAPI.installed())
+    detail = f"{report.platform} fits sglang {report.sglang}"
+    if not report.ok:
+        detail = f"sglang {report.sglang}: {report.summary()}"
+    return Check("platform", name, Status.PASS if report.ok else Status.FAIL, detail)
 
 
 def _op_checks(bundle: PlatformBundle, options: Options) -> tuple[str, list[Check]]:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import logging
 from functools import partial
 
-from sglang_fl import compat
+from torch import nn
+
 from sglang_fl.bundles import discover_bundles
+from sglang_fl.compat import fused_ops
 from sglang_fl.config import Settings
 from sglang_fl.dispatch.binder import Dispatcher
 from sglang_fl.dispatch.dispatch_log import DispatchLog
@@ -16,6 +18,14 @@ from sglang_fl.ops.bridges import BRIDGES
 from sglang_fl.ops.catalog import FAMILY_BY_CLASS, OP_FAMILIES
 
 logger = logging.getLogger(__name__)
+
+_active: Dispatcher | None = None  # this process's dispatcher, once Layer 2 is installed
+_registered: dict[str, str] = {}  # op class name -> op name, for every class registered
+
+
+def active_dispatcher() -> Dispatcher | None:
+    """The Layer 2 dispatcher installed in this process (None if Layer 2 is not active)."""
+    return _active
 
 
 def class_selected(cls: type, settings: Settings) -> bool:
@@ -28,6 +38,7 @@ def class_selected(cls: type, settings: Settings) -> bool:
 
 def install_layer2(settings: Settings, dispatch_key: str) -> Dispatcher | None:
     """Register sglang-fl's forwards for every selected op class under ``dispatch_key``."""
+    global _active
     if not settings.oot_enabled:
         logger.info("Layer 2 (fused-op dispatch) disabled by SGLANG_FL_OOT_ENABLED=0")
         return None
@@ -35,10 +46,10 @@ def install_layer2(settings: Settings, dispatch_key: str) -> Dispatcher | None:
     for family in OP_FAMILIES:
         classes = {
             name: cls
-            for name, cls in compat.family_classes(family).items()
+            for name, cls in fused_ops.family_classes(family).items()
             if class_selected(cls, settings)
         }
-        skipped = sorted(set(compat.family_classes(family)) - set(classes))
+        skipped = sorted(set(fused_ops.family_classes(family)) - set(classes))
         if skipped:
             logger.info("Layer 2: leaving %s on SGLang's own path (OOT lists)", ", ".join(skipped))
         if classes:
@@ -48,20 +59,38 @@ def install_layer2(settings: Settings, dispatch_key: str) -> Dispatcher | None:
     dispatcher = Dispatcher(
         plans,
         DispatchLog(settings.dispatch_log),
-        compat.install_forward,
+        fused_ops.install_forward,
         partial(_own_path, dispatch_key=dispatch_key),
     )
     for op, classes in selected.items():
         for name, cls in classes.items():
-            compat.register_oot_forward(cls, dispatcher.trampoline(BRIDGES[op], name), dispatch_key)
+            fused_ops.register_oot_forward(
+                cls, dispatcher.trampoline(BRIDGES[op], name), dispatch_key
+            )
+            _registered[name] = op
     logger.info(
         "Layer 2: dispatching %s (key %r); first choices: %s",
         ", ".join(n for classes in selected.values() for n in classes),
         dispatch_key,
         ", ".join(f"{op}={plan.candidates[0].impl_id}" for op, plan in plans.items()),
     )
+    _active = dispatcher
     return dispatcher
 
 
+def report_model(model: nn.Module) -> None:
+    """Log which fused-op classes a loaded model reaches, and which of them stay on SGLang's
+    own path (not dispatched by sglang-fl, or left alone by the OOT lists)."""
+    base = fused_ops.fused_op_base()
+    reached = sorted({type(m).__name__ for m in model.modules() if isinstance(m, base)})
+    own = [name for name in reached if name not in _registered]
+    logger.info(
+        "Layer 2: %s reaches the fused ops %s; on SGLang's own path: %s",
+        type(model).__name__,
+        ", ".join(reached) or "(none)",
+        ", ".join(own) or "(none)",
+    )
+
+
 def _own_path(module, *, dispatch_key: str):
-    return compat.own_path(module, dispatch_key)
+    return fused_ops.own_path(module, dispatch_key)

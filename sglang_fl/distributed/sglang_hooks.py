@@ -3,7 +3,7 @@
 sglang-fl prefers SGLang's declared mechanisms: the platform's torch distributed backend string
 selects the communication library, and ``apply_server_args_defaults`` switches off SGLang's
 NCCL-only accelerations for FlagCX. A hook exists only where SGLang offers no mechanism in the
-supported versions (0.5.15-0.5.21); each one below says what it does and which versions need it.
+supported releases (0.5.15-0.5.23); each one below says what it does and which releases need it.
 
 Hooks are registered with SGLang's ``HookRegistry`` during ``load_plugin``; SGLang applies them
 when ``load_plugins()`` returns, in every process, before any process group is created.
@@ -19,7 +19,8 @@ import pkgutil
 from collections.abc import Callable
 from typing import Any
 
-from sglang_fl import compat
+from sglang_fl.compat import distributed as sglang_distributed
+from sglang_fl.compat.versions import SUPPORTED_RANGE
 from sglang_fl.errors import UnsupportedSGLangError
 
 logger = logging.getLogger(__name__)
@@ -29,17 +30,18 @@ _registered: set[str] = set()
 
 def install_flagcx_hooks() -> None:
     """Hooks for ``SGLANG_FL_DIST_BACKEND=flagcx``."""
-    init_target = f"{compat.GROUP_COORDINATOR}.__init__"
+    init_target = f"{sglang_distributed.GROUP_COORDINATOR}.__init__"
     original_init = _resolve(init_target)
-    flags = compat.nccl_communicator_flags(original_init)
+    flags = sglang_distributed.nccl_communicator_flags(original_init)
     signature = inspect.signature(original_init)
 
-    # GroupCoordinator.__init__, BEFORE -- needed by 0.5.15-0.5.21.
+    # GroupCoordinator.__init__, BEFORE -- needed by 0.5.15-0.5.23.
     # SGLang builds PyNccl (and, where asked, custom all-reduce, MSCCL++ and torch symmetric
     # memory) next to every device group on CUDA, and routes CUDA-graph all-reduces and the
     # gathers/scatters through them: those would bypass FlagCX. The server arguments turn off
-    # what they can; PyNccl has no switch (`use_pynccl` is decided inside SGLang, by device
-    # type; 0.5.22 adds PlatformCapabilities.supports_pynccl, which would replace this hook).
+    # what they can; PyNccl has no per-backend switch (before 0.5.23 SGLang decides by device
+    # type; 0.5.23's capabilities.supports_pynccl is per platform, and the NVIDIA platform has
+    # PyNccl for its default NCCL backend).
     def without_nccl_communicators(*args: Any, **kwargs: Any) -> tuple[tuple, dict]:
         bound = signature.bind(*args, **kwargs)
         for flag in flags:
@@ -53,7 +55,7 @@ def install_varsized_hooks() -> None:
     """Hooks for every backend on which SGLang has no PyNccl (gloo, hccl, flagcx)."""
     from sglang_fl.distributed import varsized
 
-    # GroupCoordinator.all_gatherv / reduce_scatterv, AROUND -- needed by 0.5.15-0.5.21.
+    # GroupCoordinator.all_gatherv / reduce_scatterv, AROUND -- needed by 0.5.15-0.5.23.
     # Both are implemented only on PyNccl (`assert pynccl_comm is not None`), so DP attention
     # and the MoE dispatchers fail on gloo, HCCL and FlagCX. With PyNccl present, SGLang's own
     # implementation runs unchanged.
@@ -67,8 +69,8 @@ def install_varsized_hooks() -> None:
             return original(self, input_, output, sizes)
         return varsized.reduce_scatterv(self, input_, output, sizes)
 
-    _register(f"{compat.GROUP_COORDINATOR}.all_gatherv", all_gatherv, "AROUND")
-    _register(f"{compat.GROUP_COORDINATOR}.reduce_scatterv", reduce_scatterv, "AROUND")
+    _register(f"{sglang_distributed.GROUP_COORDINATOR}.all_gatherv", all_gatherv, "AROUND")
+    _register(f"{sglang_distributed.GROUP_COORDINATOR}.reduce_scatterv", reduce_scatterv, "AROUND")
 
 
 def _has_pynccl(group: Any) -> bool:
@@ -82,7 +84,7 @@ def _resolve(target: str) -> Any:
     except (ImportError, AttributeError) as exc:
         raise UnsupportedSGLangError(
             f"sglang-fl Layer 3 hooks {target}, which this SGLang does not have ({exc}); "
-            f"sglang-fl supports sglang {compat.SUPPORTED_RANGE}"
+            f"sglang-fl supports sglang {SUPPORTED_RANGE}"
         ) from exc
 
 
@@ -91,7 +93,7 @@ def _register(target: str, hook: Callable, kind: str) -> None:
     if target in _registered:
         return
     _resolve(target)
-    registry, hook_type = compat.hook_registry()
+    registry, hook_type = sglang_distributed.hook_registry()
     registry.register(target, hook, getattr(hook_type, kind))
     _registered.add(target)
     logger.debug("Layer 3: %s hook registered on %s", kind, target)

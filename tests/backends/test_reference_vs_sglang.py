@@ -66,14 +66,9 @@ pytestmark = pytest.mark.sglang
 def _published_server_args():
     """SGLang 0.5.15's SiluAndMul/RotaryEmbedding constructors read the global server args,
     which only a running server publishes; give them defaults (0.5.18+ no longer reads them)."""
-    from packaging.version import Version
+    from sglang_fl.compat.fused_ops import publish_default_server_args
 
-    from sglang_fl.compat import sglang_version
-
-    if sglang_version() < Version("0.5.18"):
-        from sglang.srt.server_args import ServerArgs, set_global_server_args_for_scheduler
-
-        set_global_server_args_for_scheduler(ServerArgs(model_path="dummy"))
+    publish_default_server_args()
 
 
 DTYPES = (torch.float32, torch.bfloat16, torch.float16)

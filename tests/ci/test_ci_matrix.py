@@ -37,7 +37,8 @@ def set_cell(cell_id: str, **fields):
 def test_the_committed_matrix_is_valid():
     matrix = load_matrix()
     ids = [cell.id for cell in matrix.cells]
-    assert ids[:5] == ["lint", "unit", "ascend-contract", "cpu", "cpu-0515"]
+    assert ids[:9] == ["lint", "unit", "ascend-contract", "cpu-0515", "cpu-0521", "cpu-0522",
+                       "cpu-0523", "contract-0521", "contract-0522"]  # fmt: skip
     assert {"cuda", "cuda-tp2", "ascend"} <= set(ids)
     for cell in matrix.cells:
         labels = matrix.runner_of(cell)
@@ -52,13 +53,18 @@ def test_tox_values_are_resolved_through_substitutions():
         TOX.markers("unit") == "not sglang and not cuda and not npu and not multigpu and not docker"
     )
     assert TOX.sglang("cpu-0515") == "0.5.15" and TOX.sglang("cuda") == "0.5.15"
+    assert TOX.sglang("contract-0522") == "0.5.22"
+    assert TOX.markers("contract-0521") == "platform_contract"  # through [sglang_env]
+    assert TOX.markers("cpu-0523") == "not cuda and not npu and not multigpu and not docker"
     assert TOX.markers("lint") is None and TOX.sglang("unit") is None
     assert TOX.envlist == [
         "lint",
         "unit",
         "ascend-contract",
-        "cpu",
         "cpu-0515",
+        "cpu-0523",
+        "contract-0521",
+        "contract-0522",
         "docker-cpu",
         "nvidia-image",
         "ascend-image",
@@ -124,7 +130,8 @@ def test_schema_errors_name_the_entry_and_field(change, expected):
         ),
         (
             set_cell("cuda", sglang="0.5.99"),
-            f"{CUDA}: field 'sglang': '0.5.99' is not a supported version (0.5.15, 0.5.21)",
+            f"{CUDA}: field 'sglang': '0.5.99' is not a supported version "
+            "(0.5.15, 0.5.21, 0.5.22, 0.5.23)",
         ),
         (
             set_cell("cuda", runner=["ubuntu-latest"]),
@@ -148,9 +155,9 @@ def test_schema_errors_name_the_entry_and_field(change, expected):
             f"{CUDA}: field 'markers': 'cuda', but tox env 'cuda' selects 'cuda and not multigpu'",
         ),
         (
-            set_cell("cpu", sglang="0.5.15"),
-            f"cells[{cell_index('cpu')}] (id 'cpu'): field 'sglang': '0.5.15', but tox env 'cpu' "
-            "installs or checks '0.5.21'",
+            set_cell("cpu-0523", sglang="0.5.15"),
+            f"cells[{cell_index('cpu-0523')}] (id 'cpu-0523'): field 'sglang': '0.5.15', but tox "
+            "env 'cpu-0523' installs or checks '0.5.23'",
         ),
         (
             set_cell("ascend", id="cuda"),

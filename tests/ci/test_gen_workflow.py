@@ -26,7 +26,7 @@ def test_one_job_per_cell_running_its_tox_env():
 
 
 def test_hosted_cells_get_python_and_the_cpu_torch_index():
-    job = JOBS["cpu"]
+    job = JOBS["cpu-0523"]
     assert job["runs-on"] == "ubuntu-latest" and "container" not in job and "if" not in job
     assert job["steps"][1] == {
         "uses": gen_workflow.SETUP_PYTHON,

@@ -45,7 +45,7 @@ YAML_ACCEPTED = (
 PUBLIC_KEYS = {
     "prefer", "strict", "op_backends", "allow_vendors", "deny_vendors", "oot_enabled",
     "oot_whitelist", "oot_blacklist", "use_flaggems", "flagos_whitelist", "flagos_blacklist",
-    "dispatch_log", "dist_backend", "flagcx_path", "platform", "sources",
+    "dispatch_log", "dist_backend", "flagcx_path", "platform", "allow_untested_sglang", "sources",
 }  # fmt: skip
 
 # --------------------------------------------------------------------------- helpers
@@ -450,7 +450,8 @@ ERRORS = [
     *[
         P({var: "maybe"}, None, [var, "'maybe'", BOOL_ACCEPTED], {}, id=f"bool-{var}")
         for var in ("SGLANG_FL_STRICT", "SGLANG_FL_OOT_ENABLED", "USE_FLAGGEMS",
-                    "SGLANG_FLAGGEMS_RECORD", "SGLANG_FLAGGEMS_LOG_ONCE")
+                    "SGLANG_FLAGGEMS_RECORD", "SGLANG_FLAGGEMS_LOG_ONCE",
+                    "SGLANG_FL_ALLOW_UNTESTED_SGLANG")
     ],
     P({"SGLANG_FL_STRICT": "2"}, None, ["SGLANG_FL_STRICT", "'2'", BOOL_ACCEPTED], {},
       id="bool-numeric-2"),
@@ -641,6 +642,7 @@ def test_to_public_dict_keys_and_json(bundles, tmp_path):
 def test_to_public_dict_defaults_json():
     public = load_settings(env={}).to_public_dict()
     assert set(public) == PUBLIC_KEYS
+    assert public["allow_untested_sglang"] is False
     assert json.loads(json.dumps(public)) == public
     assert public["dispatch_log"] is None
     assert public["allow_vendors"] is None

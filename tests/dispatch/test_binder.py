@@ -4,7 +4,7 @@ No SGLang: the op modules are tiny ``nn.Module`` doubles with SGLang's attribute
 (``weight``/``variance_epsilon`` for the norms, ``cos_sin_cache``/``head_size``/``rotary_dim``/
 ``is_neox_style`` for rotary). Like SGLang's fused ops they call ``self._forward_method``;
 the harness points it at the dispatcher's trampoline bound to the instance (what SGLang does
-with a registered OOT forward), and ``install`` is the real ``compat.install_forward``.
+with a registered OOT forward), and ``install`` is the real ``fused_ops.install_forward``.
 Plans come from the real ``plan_op`` over test-double backends plus the real reference backend.
 """
 
@@ -18,9 +18,9 @@ import pytest
 import torch
 from torch import nn
 
-from sglang_fl import compat
 from sglang_fl.backends.reference import ReferenceBackend
 from sglang_fl.backends.reference import math as ref_math
+from sglang_fl.compat import fused_ops
 from sglang_fl.config import load_settings
 from sglang_fl.dispatch.backend import Availability, Backend, ImplKind, OpImpl
 from sglang_fl.dispatch.binder import Dispatcher
@@ -186,7 +186,7 @@ def make_dispatcher(backends, *, log_path=None, strict=False, per_op=None, ops=(
     settings = load_settings(env=env)
     registry = Registry(backends)
     plans = {op: plan_op(op, settings, registry) for op in ops}
-    return Dispatcher(plans, DispatchLog(log_path), compat.install_forward,
+    return Dispatcher(plans, DispatchLog(log_path), fused_ops.install_forward,
                       lambda module: module.forward_native)  # fmt: skip
 
 

@@ -24,7 +24,7 @@ import pytest
 import torch
 from flagcx_double import MULTIPROCESS_ENV, Double
 
-from sglang_fl import compat
+from sglang_fl.compat import distributed as sglang_distributed
 from sglang_fl.config import load_settings
 from sglang_fl.distributed import layer3
 from sglang_fl.distributed.flagcx_process_group import FlagCXProcessGroup
@@ -37,9 +37,9 @@ def _start(rank: int, store: str, **changes):
     """Layer 3 as load_plugin installs it, SGLang's hooks applied, TP groups built."""
     settings = dataclasses.replace(load_settings(env={}), **changes)
     layer3.install(settings, "cpu")
-    registry, _ = compat.hook_registry()
+    registry, _ = sglang_distributed.hook_registry()
     registry.apply_hooks()
-    return compat.init_tensor_parallel(
+    return sglang_distributed.init_tensor_parallel(
         world_size=WORLD, rank=rank, init_method=f"file://{store}",
         backend=layer3.torch_backend(settings, "cpu"), custom_all_reduce=False,
     )  # fmt: skip
@@ -86,7 +86,7 @@ def _gloo_worker(rank: int, store: str) -> None:
         assert tp.pynccl_comm is None or not tp.pynccl_comm.available
         _check_varsized(tp, rank)
     finally:
-        compat.destroy_tensor_parallel()
+        sglang_distributed.destroy_tensor_parallel()
 
 
 def _flagcx_worker(rank: int, store: str, root: str) -> None:
@@ -105,7 +105,7 @@ def _flagcx_worker(rank: int, store: str, root: str) -> None:
         assert ("flagcxSend" if rank == 0 else "flagcxRecv") in used
         assert controls.live_comms > 0
     finally:
-        compat.destroy_tensor_parallel()
+        sglang_distributed.destroy_tensor_parallel()
     assert controls.live_comms == 0
 
 

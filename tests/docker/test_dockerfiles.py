@@ -164,8 +164,11 @@ def test_cpu_image_installs_the_ci_pins_and_never_ships_the_shim_by_default():
     assert f"sglang=={args['SGLANG_VERSION']}" in pins.read_text().splitlines()
     runs = " ".join(a for k, a in instructions(CPU) if k == "RUN")
     assert '--no-deps --requirement "/requirements/sglang-${SGLANG_VERSION}.txt"' in runs
-    common = "--constraint /requirements/constraints.txt --requirement /requirements/cpu-common.txt"
-    assert common in runs
+    runtime = (
+        "--constraint /requirements/constraints.txt "
+        '--requirement "/requirements/sglang-${SGLANG_VERSION}-runtime.txt"'
+    )
+    assert runtime in runs
     assert '"torch==${TORCH_VERSION}+cpu"' in runs  # a CUDA torch cannot satisfy the pin
 
 

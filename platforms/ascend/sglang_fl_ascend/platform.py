@@ -1,9 +1,10 @@
 """SGLang platform class for the Ascend bundle.
 
-It mirrors SGLang's own in-tree NPU platform (``sglang.srt.platforms.npu`` in 0.5.21): the same
-device identity and memory queries through ``torch.npu``, the ``ascend`` attention backend, NPU
-graph capture with SGLang's ``NPUGraphRunner``, and SGLang's NPU KV pools and paged allocator
-(``sglang.srt.hardware_backend.npu``, the same import paths in 0.5.15 and 0.5.21). As an
+It mirrors SGLang's own in-tree NPU platform (``sglang.srt.platforms.npu``): the same device
+identity and memory queries through ``torch.npu``, the ``ascend`` attention backend, its
+capabilities (Triton through triton-ascend, decode graph capture with SGLang's
+``NPUGraphRunner``), and SGLang's NPU KV pools and paged allocator
+(``sglang.srt.hardware_backend.npu``, the same import paths on every supported release). As an
 out-of-tree platform it adds sglang-fl's distributed backend choice (HCCL by default) and the
 ``npu`` dispatch key, so an op that sglang-fl leaves alone runs SGLang's own ``forward_npu``.
 
@@ -18,6 +19,7 @@ from typing import Any, ClassVar
 import torch
 from sglang.srt.platforms.device_mixin import DeviceCapability
 
+from sglang_fl.compat.platform_api import Capabilities, KVPoolKind
 from sglang_fl.platform_base import FLPlatform
 
 
@@ -31,10 +33,14 @@ def _npu() -> Any:
 class AscendPlatform(FLPlatform):
     device_name = "npu"
     device_type = "npu"
-    dispatch_key = "npu"
+    fl_dispatch_key = "npu"
+    # SGLang's in-tree NPU platform declares Triton (triton-ascend) and decode graph capture;
+    # no piecewise prefill graphs, no PyNccl, no sgl_kernel HiCache kernels. FP8: SGLang's NPU
+    # quantization backends (hardware_backend/npu/quantization).
+    fl_capabilities = Capabilities(supports_triton=True, graph_capture=True, supports_fp8=True)
     # SGLang's own NPU defaults (hardware_backend/npu/utils.set_default_server_args), applied
     # only where the user left an argument unset.
-    server_arg_defaults: ClassVar[dict[str, Any]] = {
+    fl_server_arg_defaults: ClassVar[dict[str, Any]] = {
         "device": "npu",
         "attention_backend": "ascend",
         "page_size": 128,
@@ -86,21 +92,22 @@ class AscendPlatform(FLPlatform):
             super().seed_everything(seed)
             _npu().manual_seed_all(seed)
 
+    def get_torch_profiler_activity_str(self) -> str:
+        # Users pass "GPU" as on SGLang's NPU platform (it maps to torch_npu's NPU activity);
+        # "NPU" names it directly.
+        return "NPU"
+
+    def get_torch_profiler_activity(self) -> Any:
+        import torch_npu
+
+        return torch_npu.profiler.ProfilerActivity.NPU
+
     # ------------------------------------------------------------------ backends and graphs
 
     def get_default_attention_backend(self) -> str:
         return "ascend"
 
-    def supports_fp8(self) -> bool:
-        return True  # SGLang's NPU quantization backends (hardware_backend/npu/quantization)
-
-    def support_cuda_graph(self) -> bool:
-        return True  # decode graphs through SGLang's NPUGraphRunner
-
-    def support_piecewise_cuda_graph(self) -> bool:
-        return False  # SGLang supports no piecewise (prefill) graphs on NPU
-
-    def get_graph_runner_cls(self) -> type:
+    def fl_graph_runner_cls(self) -> type:
         from sglang.srt.hardware_backend.npu.graph_runner.npu_graph_runner import NPUGraphRunner
 
         return NPUGraphRunner
@@ -126,26 +133,24 @@ class AscendPlatform(FLPlatform):
 
     # ------------------------------------------------------------------ KV cache
 
-    def get_mha_kv_pool_cls(self) -> type:
-        from sglang.srt.hardware_backend.npu.memory_pool_npu import NPUMHATokenToKVPool
-
-        return NPUMHATokenToKVPool
-
-    def get_mla_kv_pool_cls(self) -> type:
-        from sglang.srt.hardware_backend.npu.memory_pool_npu import NPUMLATokenToKVPool
-
-        return NPUMLATokenToKVPool
-
-    def get_dsa_kv_pool_cls(self) -> type:
-        # SGLang builds the NPU DSA pool with arch-specific layout choices that its out-of-tree
-        # pool interface does not pass through; claiming support would be a guess.
-        raise NotImplementedError(
-            "sglang-fl ascend platform: DeepSeek sparse-attention (DSA) KV pools are not "
-            "supported; serve such models with SGLang's in-tree NPU platform (SGLANG_PLUGINS="
-            "__none__)"
+    def fl_kv_pool_cls(self, kind: KVPoolKind) -> type:
+        from sglang.srt.hardware_backend.npu.memory_pool_npu import (
+            NPUMHATokenToKVPool,
+            NPUMLATokenToKVPool,
         )
 
-    def get_paged_allocator_cls(self) -> type:
+        if kind == "dsa":
+            # SGLang builds the NPU DSA pool with arch-specific layout choices that its
+            # out-of-tree pool interface does not pass through; claiming support would be a
+            # guess.
+            raise NotImplementedError(
+                "sglang-fl ascend platform: DeepSeek sparse-attention (DSA) KV pools are not "
+                "supported; serve such models with SGLang's in-tree NPU platform "
+                "(SGLANG_PLUGINS=__none__)"
+            )
+        return NPUMHATokenToKVPool if kind == "mha" else NPUMLATokenToKVPool
+
+    def fl_paged_allocator_cls(self) -> type:
         # SGLang calls it as cls(size, page_size=, dtype=, device=, kvcache=, need_sort=).
         from sglang.srt.hardware_backend.npu.allocator_npu import NPUPagedTokenToKVPoolAllocator
 

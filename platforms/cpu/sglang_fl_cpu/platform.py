@@ -1,12 +1,16 @@
-"""SGLang platform class for the CPU-reference bundle."""
+"""SGLang platform class for the CPU-reference bundle: SGLang on plain PyTorch, no Triton
+kernels, no graph capture, SGLang's own KV pools and allocators (every ``fl_`` declaration
+at FLPlatform's default)."""
 
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 from typing import Any, ClassVar
 
 import psutil
+import torch
 
 from sglang_fl.platform_base import FLPlatform
 
@@ -14,8 +18,8 @@ from sglang_fl.platform_base import FLPlatform
 class CpuPlatform(FLPlatform):
     device_name = "cpu"
     device_type = "cpu"
-    dispatch_key = "native"
-    server_arg_defaults: ClassVar[dict[str, Any]] = {
+    fl_dispatch_key = "native"
+    fl_server_arg_defaults: ClassVar[dict[str, Any]] = {
         "device": "cpu",
         "attention_backend": "torch_native",
         "sampling_backend": "pytorch",
@@ -27,8 +31,18 @@ class CpuPlatform(FLPlatform):
         # SGLang splits this string on ":"; torch.device objects break it.
         return "cpu"
 
+    def set_device(self, device: Any) -> None:
+        """One device: nothing to select."""
+
     def get_device_name(self, device_id: int = 0) -> str:
         return "cpu"
+
+    def get_device_uuid(self, device_id: int = 0) -> str:
+        # SGLang keys per-device caches (weight cache, checkpoint engine) by it: the host.
+        return f"cpu-{socket.gethostname()}"
+
+    def get_device_capability(self, device_id: int = 0) -> None:
+        return None  # no compute capability on a CPU (SGLang: "None if N/A")
 
     def get_device_total_memory(self, device_id: int = 0) -> int:
         return int(psutil.virtual_memory().total)
@@ -37,17 +51,21 @@ class CpuPlatform(FLPlatform):
         vm = psutil.virtual_memory()
         return float(vm.total - vm.available)
 
+    def get_available_memory(self, device_id: int = 0) -> tuple[int, int]:
+        vm = psutil.virtual_memory()
+        return int(vm.available), int(vm.total)
+
     def is_pin_memory_available(self, device=None) -> bool:
         return False
 
+    def get_torch_profiler_activity_str(self) -> str:
+        return "CPU"
+
+    def get_torch_profiler_activity(self) -> torch.profiler.ProfilerActivity:
+        return torch.profiler.ProfilerActivity.CPU
+
     def get_default_attention_backend(self) -> str:
         return "torch_native"
-
-    def support_cuda_graph(self) -> bool:
-        return False
-
-    def support_piecewise_cuda_graph(self) -> bool:
-        return False
 
     def apply_server_args_defaults(self, server_args) -> None:
         super().apply_server_args_defaults(server_args)

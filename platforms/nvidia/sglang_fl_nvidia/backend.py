@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from sglang_fl import compat
+from sglang_fl.compat import fused_ops
 from sglang_fl.dispatch.backend import Availability, Backend, ImplKind, OpImpl
 from sglang_fl.ops.params import ActivationParams, NormParams, RotaryParams
 
@@ -110,7 +110,7 @@ def _supports_rotary(params: RotaryParams) -> str | None:
 
 
 def _bind_rotary(params: RotaryParams) -> Callable[..., Any]:
-    rope = compat.cuda_rope_kernel()
+    rope = fused_ops.cuda_rope_kernel()
     cache = params.cos_sin_cache.to(device=params.device, dtype=torch.float32).contiguous()
     head_size, rotary_dim, neox = params.head_size, params.rotary_dim, params.is_neox_style
     partial = rotary_dim != head_size

@@ -6,11 +6,14 @@ in-tree CUDA platform provides and changes only what sglang-fl is for:
 
 - device identity and memory: SGLang's own ``CudaDeviceMixin`` (torch.cuda), unchanged;
 - dispatch key ``cuda``: an op sglang-fl leaves alone runs SGLang's own ``forward_cuda``;
-- decode CUDA graphs with SGLang's ``DecodeCudaGraphRunner`` (the class the in-tree platform
-  uses); piecewise prefill graphs are off: SGLang runs fused ops through ``forward_native``
-  under torch.compile, which would take them away from sglang-fl's dispatch;
+- the capabilities of SGLang's in-tree CUDA platform (Triton, PyNccl, sgl_kernel's HiCache
+  kernels, FP8), and decode CUDA graphs with SGLang's ``DecodeCudaGraphRunner`` (the class
+  the in-tree platform uses) on every release: 0.5.22+ reads them from the capability struct,
+  where a missing ``graph_capture`` would silently turn decode graphs off. Piecewise prefill
+  graphs are off: SGLang runs fused ops through ``forward_native`` under torch.compile, which
+  would take them away from sglang-fl's dispatch;
 - the distributed backend from sglang-fl's settings (NCCL by default, Layer 3);
-- MHA KV pool and token/paged allocators: SGLang's defaults (shared ``FLPlatform`` factories).
+- MHA KV pool and token/paged allocators: SGLang's own; MLA/DSA pools are refused.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import importlib.util
 import torch
 from sglang.srt.platforms.cuda import CudaDeviceMixin
 
-from sglang_fl import compat
+from sglang_fl.compat.platform_api import Capabilities, KVPoolKind, cuda_decode_graph_runner_cls
 from sglang_fl.platform_base import FLPlatform
 
 
@@ -29,23 +32,28 @@ class NvidiaPlatform(FLPlatform, CudaDeviceMixin):
     # over the mixin's in-tree values; the mixin supplies every torch.cuda device query.
     device_name = "cuda"
     device_type = "cuda"
-    dispatch_key = "cuda"
+    fl_dispatch_key = "cuda"
+    fl_capabilities = Capabilities(
+        supports_triton=True,
+        graph_capture=True,
+        piecewise_graph=False,
+        hicache_device_kernels=True,
+        supports_pynccl=True,  # FlagCX switches it off per group (Layer 3's hook)
+        supports_fp8=True,
+    )
 
     def get_device(self, local_rank: int | None = None) -> str:
         # SGLang splits the result on ":" in places; a string serves every caller.
         return "cuda" if local_rank is None else f"cuda:{local_rank}"
 
-    def supports_fp8(self) -> bool:
-        return True
+    def get_torch_profiler_activity_str(self) -> str:
+        return "CUDA"
 
-    def support_cuda_graph(self) -> bool:
-        return True
+    def get_torch_profiler_activity(self) -> torch.profiler.ProfilerActivity:
+        return torch.profiler.ProfilerActivity.CUDA
 
-    def support_piecewise_cuda_graph(self) -> bool:
-        return False
-
-    def get_graph_runner_cls(self) -> type:
-        return compat.decode_graph_runner_cls()
+    def fl_graph_runner_cls(self) -> type:
+        return cuda_decode_graph_runner_cls()
 
     def get_default_attention_backend(self) -> str:
         """What SGLang's CUDA rules pick for dense (MHA) models, as far as they do not depend
@@ -58,11 +66,11 @@ class NvidiaPlatform(FLPlatform, CudaDeviceMixin):
 
         return "flashinfer" if is_flashinfer_available() else "triton"
 
-    def get_mla_kv_pool_cls(self) -> type:
+    def fl_kv_pool_cls(self, kind: KVPoolKind) -> type | None:
+        if kind == "mha":
+            return None  # SGLang's own
         raise NotImplementedError(
-            "sglang-fl nvidia platform: MLA KV pools (DeepSeek-style attention) are not "
-            "supported yet; serve such models without sglang-fl (SGLANG_PLUGINS=__none__)"
+            f"sglang-fl nvidia platform: {kind.upper()} KV pools (DeepSeek-style attention) "
+            "are not supported yet; serve such models without sglang-fl "
+            "(SGLANG_PLUGINS=__none__)"
         )
-
-    def get_dsa_kv_pool_cls(self) -> type:
-        return self.get_mla_kv_pool_cls()

@@ -1,12 +1,15 @@
 """SGLang platform class of the template bundle: what SGLang asks the platform about its device.
 
 ``FLPlatform`` (sglang_fl/platform_base.py) supplies what every sglang-fl platform shares: the
-out-of-tree identity, the distributed backend from the settings, SGLang's KV pool and paged
-allocator, inductor as the compile backend. A bundle adds its device's identity, memory
-queries and SGLang defaults. As shipped the device is the CPU (psutil for memory); each
-``VENDOR:`` comment says what the call becomes on an accelerator, usually
-``torch.<device>.<same name>`` (platforms/ascend/sglang_fl_ascend/platform.py is a full example,
-with graph capture and the vendor's own KV pools).
+out-of-tree identity, the distributed backend from the settings, the device process groups
+bind to, SGLang's KV pools and paged allocator, inductor as the compile backend. A bundle adds
+its device's identity, memory queries and SGLang defaults, with SGLang's hook names, and
+declares what differs between SGLang releases in sglang-fl's ``fl_`` names (capabilities,
+graph runner, KV pools): sglang-fl gives each release the hooks it reads. As shipped the device
+is the CPU (psutil for memory); each ``VENDOR:`` comment says what the call becomes on an
+accelerator, usually ``torch.<device>.<same name>`` (platforms/ascend/sglang_fl_ascend/
+platform.py is a full example, with graph capture and the vendor's own KV pools).
+``sglang-fl conformance`` checks the class against the installed SGLang's platform API.
 """
 
 from __future__ import annotations
@@ -14,7 +17,9 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import psutil
+import torch
 
+from sglang_fl.compat.platform_api import Capabilities
 from sglang_fl.platform_base import FLPlatform
 from sglang_fl_template import DEVICE_TYPE
 
@@ -25,10 +30,14 @@ class TemplatePlatform(FLPlatform):
     # Ops sglang-fl leaves alone run SGLang's own forward_<dispatch_key>: "native" is SGLang's
     # forward_native. VENDOR: your SGLang key if SGLang has one for your device (e.g. "npu");
     # never an in-tree key of another device.
-    dispatch_key = "native"
+    fl_dispatch_key = "native"
+    # What the device can do. VENDOR: supports_triton=True if Triton kernels launch on it;
+    # graph_capture=True if SGLang can capture decode graphs there (then return your graph
+    # runner from fl_graph_runner_cls and drop disable_cuda_graph below); supports_fp8 etc.
+    fl_capabilities = Capabilities()
     # SGLang server args defaulted where the user left them unset. VENDOR: your device, its
     # attention backend (e.g. "ascend", "flashinfer"), sampling backend, KV cache share.
-    server_arg_defaults: ClassVar[dict[str, Any]] = {
+    fl_server_arg_defaults: ClassVar[dict[str, Any]] = {
         "device": DEVICE_TYPE,
         "attention_backend": "torch_native",
         "sampling_backend": "pytorch",
@@ -39,8 +48,18 @@ class TemplatePlatform(FLPlatform):
         # A string (SGLang splits it on ":"). VENDOR: f"{DEVICE_TYPE}:{local_rank}" when given.
         return DEVICE_TYPE
 
+    def set_device(self, device: Any) -> None:
+        """VENDOR: torch.<device>.set_device(device)."""
+
     def get_device_name(self, device_id: int = 0) -> str:
         return DEVICE_TYPE  # VENDOR: torch.<device>.get_device_name(device_id)
+
+    def get_device_uuid(self, device_id: int = 0) -> str:
+        # VENDOR: str(torch.<device>.get_device_properties(device_id).uuid)
+        return f"{DEVICE_TYPE}-{device_id}"
+
+    def get_device_capability(self, device_id: int = 0) -> Any:
+        return None  # VENDOR: a DeviceCapability(major, minor) where your device has one
 
     def get_device_total_memory(self, device_id: int = 0) -> int:
         # VENDOR: torch.<device>.get_device_properties(device_id).total_memory
@@ -51,19 +70,22 @@ class TemplatePlatform(FLPlatform):
         memory = psutil.virtual_memory()
         return float(memory.total - memory.available)
 
+    def get_available_memory(self, device_id: int = 0) -> tuple[int, int]:
+        # VENDOR: torch.<device>.mem_get_info(device_id), i.e. (free, total)
+        memory = psutil.virtual_memory()
+        return int(memory.available), int(memory.total)
+
     def is_pin_memory_available(self, device: Any = None) -> bool:
         return False  # VENDOR: True where host memory can be pinned for your device
 
+    def get_torch_profiler_activity_str(self) -> str:
+        return "CPU"  # VENDOR: the torch.profiler.ProfilerActivity name of your device
+
+    def get_torch_profiler_activity(self) -> Any:
+        return torch.profiler.ProfilerActivity.CPU  # VENDOR: e.g. ProfilerActivity.PrivateUse1
+
     def get_default_attention_backend(self) -> str:
         return "torch_native"  # VENDOR: your attention backend
-
-    def support_cuda_graph(self) -> bool:
-        # VENDOR: True if SGLang can capture decode graphs on your device; then also return
-        # your graph runner from get_graph_runner_cls().
-        return False
-
-    def support_piecewise_cuda_graph(self) -> bool:
-        return False
 
     def apply_server_args_defaults(self, server_args: Any) -> None:
         super().apply_server_args_defaults(server_args)

@@ -20,9 +20,9 @@ import torch
 from sglang_fl_ascend import BUNDLE
 from torch import nn
 
-from sglang_fl import compat
 from sglang_fl.backends.reference import ReferenceBackend
 from sglang_fl.bundles import detect_bundle, discover_bundles
+from sglang_fl.compat import fused_ops
 from sglang_fl.config import load_settings
 from sglang_fl.dispatch.binder import Dispatcher
 from sglang_fl.dispatch.dispatch_log import DispatchLog
@@ -269,7 +269,7 @@ def dispatcher(env: dict[str, str], log: Path) -> Dispatcher:
     settings = load_settings(env={**ASCEND, **env})
     registry = build_registry(discover_bundles())
     plans_ = {op: plan_op(op, settings, registry) for op in OP_NAMES}
-    return Dispatcher(plans_, DispatchLog(log), compat.install_forward,
+    return Dispatcher(plans_, DispatchLog(log), fused_ops.install_forward,
                       lambda module: module.forward_native)  # fmt: skip
 
 

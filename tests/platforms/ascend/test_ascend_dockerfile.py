@@ -42,6 +42,7 @@ def test_sglang_goes_in_without_its_dependency_metadata():
 
 
 def test_image_requirements_are_the_cpu_pins_without_triton():
-    cpu = requirements(ROOT / "ci" / "requirements" / "cpu-common.txt")
+    release = build_args()["SGLANG_VERSION"]
+    cpu = requirements(ROOT / "ci" / "requirements" / f"sglang-{release}-runtime.txt")
     npu = requirements(ROOT / "platforms" / "ascend" / "requirements-npu.txt")
     assert npu == [line for line in cpu if not line.startswith("triton==")]

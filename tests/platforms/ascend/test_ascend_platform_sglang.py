@@ -17,6 +17,7 @@ import sys
 from types import SimpleNamespace
 
 import pytest
+import release_view
 from sglang.srt.hardware_backend.npu.allocator_npu import NPUPagedTokenToKVPoolAllocator
 from sglang.srt.hardware_backend.npu.graph_runner.npu_graph_runner import NPUGraphRunner
 from sglang.srt.hardware_backend.npu.memory_pool_npu import (
@@ -83,8 +84,9 @@ def test_memory_and_device_queries_go_to_torch_npu(fake_npu):
 
 def test_graph_capture_as_sglang_supports_it_on_npu():
     platform = AscendPlatform()
-    assert platform.support_cuda_graph() and not platform.support_piecewise_cuda_graph()
-    assert platform.get_graph_runner_cls() is NPUGraphRunner
+    assert release_view.captures_decode_graphs(platform)
+    assert not release_view.captures_prefill_graphs(platform)
+    assert release_view.graph_runner_cls(platform) is NPUGraphRunner
     assert platform.get_default_attention_backend() == "ascend"
 
 
@@ -96,13 +98,13 @@ def test_compile_backend_needs_torchair(monkeypatch):
 
 def test_kv_pools_and_allocator_are_sglangs_npu_classes():
     platform = AscendPlatform()
-    assert platform.get_mha_kv_pool_cls() is NPUMHATokenToKVPool
-    assert platform.get_mla_kv_pool_cls() is NPUMLATokenToKVPool
-    allocator = platform.get_paged_allocator_cls()
+    assert release_view.kv_pool_cls(platform, "mha") is NPUMHATokenToKVPool
+    assert release_view.kv_pool_cls(platform, "mla") is NPUMLATokenToKVPool
+    allocator = platform.get_paged_allocator_cls()  # SGLang's NPU page size is 128
     assert allocator is NPUPagedTokenToKVPoolAllocator
     assert issubclass(allocator, PagedTokenToKVPoolAllocator)
     with pytest.raises(NotImplementedError, match="DSA"):
-        platform.get_dsa_kv_pool_cls()
+        release_view.kv_pool_cls(platform, "dsa")
 
 
 def test_server_defaults_fill_only_unset_args():

@@ -164,3 +164,6 @@ def test_passes_the_whole_conformance_with_real_sglang(site, tmp_path):
         "sglang_fl_template.platform.TemplatePlatform"
     )
     assert checks["greedy ids: vendor == reference"]["status"] == "pass"
+    contract = checks["platform class vs SGLang's platform API"]
+    assert contract["status"] == "pass", contract["detail"]
+    assert contract["detail"].startswith("sglang_fl_template.platform.TemplatePlatform fits sglang")
