@@ -9,7 +9,8 @@ prefill graphs off, for both sides. Greedy, several prompts, 32 tokens:
   the ids before it identical (``integration_helpers.compare_bounded``);
 - logprobs of the common prefix agree within ``LOGPROB_BOUND`` nats;
 - the dispatch log shows the spec-000 recipes on NVIDIA: default -> flagos(flagos),
-  ``prefer: vendor`` -> vendor(vendor.nvidia), ``prefer: reference`` -> reference(reference).
+  ``prefer: vendor`` -> vendor(vendor.nvidia), ``prefer: reference`` -> reference(reference);
+- under the plugin SGLang captures the decode CUDA graphs (its own log says so), as without it.
 
 Both bounds are two bf16 steps of the logits. The embedded model's logits have std ~16 (its
 lm_head is scaled so that a dropped op changes the output), so its top logits lie in [32, 64),
@@ -21,6 +22,8 @@ one step. A wrong kernel diverges by whole nats at the first token.
 """
 
 from __future__ import annotations
+
+import re
 
 import pytest
 import torch
@@ -55,13 +58,18 @@ def prompts(embedded_model) -> list[list[int]]:
     return [tok.encode(t) for t in texts]
 
 
+# SGLang's model runner logs this (at INFO) once it has captured the decode graphs.
+DECODE_CAPTURED = re.compile(r"Capture target decode CUDA graph end\.")
+
+
 def _serve(model, prompts, tmp_path, name, **env):
     log = tmp_path / f"{name}.log"
     result, output = run_engine(
         model, prompts, MAX_NEW, clean_env(SGLANG_FL_DISPATCH_LOG=str(log), **env),
-        engine_kwargs=ENGINE,
+        engine_kwargs={**ENGINE, "log_level": "info"},
     )  # fmt: skip
     assert result is not None, output[-6000:]
+    result["decode_graphs"] = bool(DECODE_CAPTURED.search(output))
     return result, dispatch_lines(log)
 
 
@@ -71,12 +79,14 @@ def vanilla(embedded_model, prompts, tmp_path_factory):
                            SGLANG_PLUGINS="__none__")  # fmt: skip
     assert not lines  # the plugin really was off
     assert result["platform"].endswith("CudaSRTPlatform")
+    assert result["decode_graphs"]
     return result
 
 
 def test_default_matches_sglang_without_plugin(embedded_model, prompts, vanilla, tmp_path):
     result, lines = _serve(embedded_model, prompts, tmp_path, "default")
     assert result["platform"] == "sglang_fl_nvidia.platform.NvidiaPlatform"
+    assert result["decode_graphs"]  # the platform told SGLang it captures graphs
     assert lines == {f"[OOT-DISPATCH] {c} \u2192 flagos(flagos)" for c in CLASSES}
     problems = compare_bounded(vanilla, result, logprob_tol=LOGPROB_BOUND, tie_tol=FLIP_BOUND)
     print(f"default vs no plugin: {agreement(vanilla, result)}")
