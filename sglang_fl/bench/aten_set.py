@@ -2,7 +2,7 @@
 
 1. Trace: real SGLang serves a Qwen2.5-0.5B-shaped model (random weights) at batch 1, 64 and
    256 with ``SGLANG_FL_ATEN_TRACE`` set, so the scheduler records every ATen op it calls and
-   each distinct argument signature (:mod:`sglang_fl.bench.aten_trace`). CUDA graphs and
+   each distinct argument signature (:mod:`sglang_fl.aten_trace`). CUDA graphs and
    overlap scheduling are off in that run so every op is dispatched eagerly in the traced thread.
 2. Measure: every traced CUDA signature of an op that FlagGems implements is replayed with
    inputs drawn from the recorded shapes, strides, dtypes and value ranges, timed with

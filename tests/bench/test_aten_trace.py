@@ -10,8 +10,8 @@ import json
 
 import torch
 
+from sglang_fl.aten_trace import AtenTrace, describe, op_key
 from sglang_fl.bench import aten_set
-from sglang_fl.bench.aten_trace import AtenTrace, describe, op_key
 
 
 def _trace(tmp_path, fn):
