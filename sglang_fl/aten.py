@@ -13,8 +13,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from sglang_fl.backends.flagos import flaggems_import_error
 from sglang_fl.config import Settings
+from sglang_fl.flaggems import flaggems_import_error
 
 logger = logging.getLogger(__name__)
 

@@ -43,6 +43,11 @@ class UnsupportedSGLangError(SglangFLError, RuntimeError):
     """The installed SGLang version is outside the supported range."""
 
 
+class BenchmarkError(SglangFLError, RuntimeError):
+    """A benchmark cannot run here or its run failed (no device, a worker process that died or
+    timed out, a missing dependency); the message names what failed and why, in one line."""
+
+
 class FlagCXError(SglangFLError, RuntimeError):
     """Base of FlagCX failures: the library cannot be used, or a call failed."""
 

@@ -82,7 +82,7 @@ def load_plugin() -> None:
         layer3.install(settings, platform.device_type)
         install_layer2(settings, platform.get_dispatch_key_name())
         if settings.aten_trace is not None:  # `sglang-fl bench aten`'s trace run
-            from sglang_fl.bench.aten_trace import start
+            from sglang_fl.aten_trace import start
 
             start(settings.aten_trace)
 

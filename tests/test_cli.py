@@ -36,6 +36,39 @@ def test_config_json_has_the_documented_keys_and_sources(tmp_path):
     assert data["allow_vendors"] is None and data["dispatch_log"] is None
 
 
+def test_json_file_writes_what_json_prints_and_keeps_the_table(tmp_path):
+    printed = run("config", "--json", SGLANG_FL_PREFER="vendor")
+    path = tmp_path / "sub" / "config.json"
+    table = run("config", "--json-file", str(path), SGLANG_FL_PREFER="vendor")
+    assert printed.returncode == table.returncode == 0, printed.stderr + table.stderr
+    assert json.loads(path.read_text()) == json.loads(printed.stdout)
+    assert table.stdout.splitlines()[0].split() == ["setting", "value", "source"]
+
+
+def test_the_earlier_json_file_form_names_the_new_option(tmp_path):
+    out = run("ops", "--json", str(tmp_path / "ops.json"))
+    assert out.returncode == 2 and out.stdout == ""
+    assert (
+        out.stderr.strip()
+        .splitlines()[-1]
+        .endswith(
+            f"unrecognized arguments: {tmp_path / 'ops.json'} (--json takes no value: it prints "
+            "JSON on stdout; --json-file PATH writes it to a file)"
+        )
+    )
+
+
+def test_building_the_parser_imports_neither_torch_nor_sglang():
+    # `sglang-fl config` must work where only sglang-fl's own dependencies are installed
+    code = (
+        "import sys; from sglang_fl import cli; cli._parser(); "
+        "print(sorted(m for m in ('torch', 'sglang') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
 def test_config_table_is_readable():
     out = run("config", SGLANG_FL_PER_OP="rms_norm=reference|flagos")
     assert out.returncode == 0, out.stderr
@@ -75,6 +108,16 @@ def test_ops_strict_unavailable_first_choice_is_an_error():
     out = run("ops", SGLANG_FL_STRICT="1", SGLANG_FL_PER_OP="rms_norm=vendor|reference")
     assert out.returncode == 1
     assert "ERROR: strict mode: op 'rms_norm' cannot use its first choice 'vendor'" in out.stdout
+
+
+def test_ops_json_exits_like_the_table():
+    out = run("ops", "--json", SGLANG_FL_STRICT="1", SGLANG_FL_PER_OP="rms_norm=vendor|reference")
+    assert out.returncode == 1
+    errors = {op["op"]: op["error"] for op in json.loads(out.stdout)["ops"] if op["error"]}
+    assert list(errors) == ["rms_norm"]
+    assert errors["rms_norm"].startswith(
+        "strict mode: op 'rms_norm' cannot use its first choice 'vendor'"
+    )
 
 
 def test_sample_config_writes_a_loadable_documented_file(tmp_path):

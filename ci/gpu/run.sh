@@ -46,21 +46,22 @@ for s in "$@"; do
     serving1) step serving 80 $PY -m pytest -q -p no:cacheprovider -m cuda -o addopts="" -s \
                 -k default tests/integration/test_cuda_serving.py ;;
     e2e2)     step e2e 250 $PY -m sglang_fl.cli bench e2e --repeats 2 --timeout 120 \
-                --json "$OUT/e2e.json" ;;
+                --json-file "$OUT/e2e.json" ;;
     ops1)     step ops 100 $PY -m sglang_fl.cli bench ops --plot "$OUT/ops.png" \
-                --json "$OUT/ops.json" ;;
+                --json-file "$OUT/ops.json" ;;
     serving)  step serving 280 $PY -m pytest -q -p no:cacheprovider -m cuda -o addopts="" -s \
                 tests/integration/test_cuda_serving.py ;;
     ops)      step ops 110 $PY -m sglang_fl.cli bench ops --plot "$OUT/ops.png" \
-                --json "$OUT/ops.json" ;;
-    aten)     step aten 380 $PY -m sglang_fl.cli bench aten --json "$OUT/aten.json" \
+                --json-file "$OUT/ops.json" ;;
+    aten)     step aten 380 $PY -m sglang_fl.cli bench aten --json-file "$OUT/aten.json" \
                 --keep-trace "$OUT/aten-trace.jsonl" ;;
-    e2e)      step e2e 560 $PY -m sglang_fl.cli bench e2e --json "$OUT/e2e.json" ;;
+    e2e)      step e2e 560 $PY -m sglang_fl.cli bench e2e --json-file "$OUT/e2e.json" ;;
     e2e2r)    step e2e 580 $PY -m sglang_fl.cli bench e2e --rounds 2 --repeats 5 --timeout 150 \
-                --json "$OUT/e2e.json" ;;
+                --json-file "$OUT/e2e.json" ;;
     sweep)    step sweep 200 $PY -m sglang_fl.bench.flagos_kernels --sweep --tokens 1,64,8192 \
-                --json "$OUT/sweep.json" ;;
-    e2e1)     step e2e 400 $PY -m sglang_fl.cli bench e2e --repeats 1 --json "$OUT/e2e.json" ;;
+                --json-file "$OUT/sweep.json" ;;
+    e2e1)     step e2e 400 $PY -m sglang_fl.cli bench e2e --repeats 1 \
+                --json-file "$OUT/e2e.json" ;;
     dispatch) step dispatch 60 $PY -m sglang_fl.cli bench dispatch --device cuda --json ;;
     *) echo "unknown step $s"; exit 2 ;;
   esac

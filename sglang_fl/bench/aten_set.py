@@ -2,7 +2,7 @@
 
 1. Trace: real SGLang serves a Qwen2.5-0.5B-shaped model (random weights) at batch 1, 64 and
    256 with ``SGLANG_FL_ATEN_TRACE`` set, so the scheduler records every ATen op it calls and
-   each distinct argument signature (:mod:`sglang_fl.bench.aten_trace`). CUDA graphs and
+   each distinct argument signature (:mod:`sglang_fl.aten_trace`). CUDA graphs and
    overlap scheduling are off in that run so every op is dispatched eagerly in the traced thread.
 2. Measure: every traced CUDA signature of an op that FlagGems implements is replayed with
    inputs drawn from the recorded shapes, strides, dtypes and value ranges, timed with
@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from sglang_fl.bench.timing import graph_us, host_us
+from sglang_fl.errors import BenchmarkError
+from sglang_fl.flaggems import flaggems_import_error
 
 THRESHOLD = 1.0
 MAX_SIGNATURES_PER_OP = 6
@@ -44,18 +46,33 @@ def trace(out: Path, timeout: float = 600) -> Path:
     from sglang_fl.bench.e2e import write_model
     from sglang_fl.config import without_steering
 
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.unlink(missing_ok=True)
     env = without_steering(os.environ)
     env.update({"SGLANG_FL_ATEN_TRACE": str(out), "USE_FLAGGEMS": "0"})
     with tempfile.TemporaryDirectory(prefix="sglang-fl-aten-") as tmp:
         model = write_model(Path(tmp) / "qwen2.5-0.5b-shaped")
-        proc = subprocess.run(
-            [sys.executable, "-m", "sglang_fl.bench.aten_set", "--trace-worker", str(model)],
-            env=env, capture_output=True, text=True, timeout=timeout,
-        )  # fmt: skip
+        try:
+            proc = subprocess.run(
+                [sys.executable, "-m", "sglang_fl.bench.aten_set", "--trace-worker", str(model)],
+                env=env, capture_output=True, text=True, timeout=timeout,
+            )  # fmt: skip
+        except subprocess.TimeoutExpired:
+            raise BenchmarkError(f"bench aten: the trace run took over {timeout:g} s") from None
     if proc.returncode != 0 or not out.exists():
-        raise RuntimeError(f"trace run failed:\n{(proc.stdout + proc.stderr)[-4000:]}")
+        raise BenchmarkError(
+            f"bench aten: the trace run exited {proc.returncode}"
+            + ("" if out.exists() else " without writing a trace")
+            + f"; its output ends: {output_tail(proc.stdout + proc.stderr)}"
+        )
     return out
+
+
+def output_tail(output: str, lines: int = 5) -> str:
+    """The last non-empty lines of a worker's output, as one line (a traceback's last lines
+    name the exception)."""
+    kept = [line.strip() for line in output.splitlines() if line.strip()][-lines:]
+    return " | ".join(kept) if kept else "(no output)"
 
 
 def _trace_worker(model: str) -> None:
@@ -157,6 +174,14 @@ def _fill(tensor, value_range, gen) -> None:
                                    device=tensor.device))  # fmt: skip
 
 
+def require_flaggems() -> None:
+    """Stop before a trace run of minutes when FlagGems, which the measurement times, cannot
+    load here."""
+    reason = flaggems_import_error()
+    if reason:
+        raise BenchmarkError(f"bench aten times FlagGems against PyTorch: {reason}")
+
+
 def flaggems_functions() -> dict[str, str]:
     """ATen op key -> the FlagGems function name that replaces it (the names lists use)."""
     import flag_gems
@@ -219,6 +244,7 @@ def verdict(signatures: list[dict[str, Any]]) -> tuple[bool, str]:
 
 def measure(trace_file: Path) -> dict[str, Any]:
     """Per FlagGems function: every traced signature timed, and whether it is kept."""
+    require_flaggems()
     functions = flaggems_functions()
     per_function: dict[str, list[dict[str, Any]]] = defaultdict(list)
     untraced = sorted(set(functions.values()))

@@ -18,18 +18,14 @@ bandwidth follows nccl-tests: ``bytes / time * 2 (n - 1) / n``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import re
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-DEFAULT_SIZES = "1MiB,16MiB,256MiB"
-_UNITS = {"": 1, "B": 1, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "KB": 10**3, "MB": 10**6,
-          "GB": 10**9}  # fmt: skip
+from sglang_fl.errors import BenchmarkError
 
 
 @dataclass(frozen=True)
@@ -51,27 +47,6 @@ class CommResult:
         return {**asdict(self), "ratio": self.ratio}
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of ``bench comm`` (``--device`` and ``--json`` are the bench command's)."""
-    parser.add_argument("--nprocs", type=int, help="comm: processes/devices (default: all)")
-    parser.add_argument("--sizes", default=DEFAULT_SIZES, help="comm: message sizes")
-    parser.add_argument("--iters", type=int, default=20, help="comm: calls per timing round")
-
-
-def parse_sizes(text: str) -> list[int]:
-    """``"1MiB,16MiB"`` -> bytes; units B, KiB, MiB, GiB (powers of 2) or KB, MB, GB."""
-    sizes = []
-    for item in (part.strip() for part in text.split(",") if part.strip()):
-        match = re.fullmatch(r"(\d+)\s*([A-Za-z]*)", item)
-        unit = match.group(2).upper() if match else None
-        if unit not in _UNITS:
-            raise ValueError(f"bad message size {item!r}; use e.g. 4KiB, 16MiB, 1GB")
-        sizes.append(int(match.group(1)) * _UNITS[unit])
-    if not sizes:
-        raise ValueError(f"no message sizes in {text!r}")
-    return sizes
-
-
 def run(device: str, nprocs: int | None, sizes: list[int], iters: int) -> dict[str, Any]:
     """Spawn the ranks, measure, return the report (rank 0's, slowest-rank times)."""
     import torch
@@ -79,40 +54,31 @@ def run(device: str, nprocs: int | None, sizes: list[int], iters: int) -> dict[s
     device_type = device.split(":")[0]
     world = nprocs or _device_count(device_type)
     if world < 2:
-        raise ValueError(f"an all-reduce benchmark needs two or more ranks; got {world}")
+        raise BenchmarkError(
+            f"an all-reduce benchmark needs two or more ranks; {world} {device_type} device(s) "
+            "here (--nprocs sets the number of processes)"
+        )
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "report.json"
-        torch.multiprocessing.spawn(
-            _worker,
-            args=(world, device_type, sizes, iters, str(Path(tmp) / "store"), str(report)),
-            nprocs=world,
-            join=True,
-        )
+        try:
+            torch.multiprocessing.spawn(
+                _worker,
+                args=(world, device_type, sizes, iters, str(Path(tmp) / "store"), str(report)),
+                nprocs=world,
+                join=True,
+            )
+        except torch.multiprocessing.ProcessException as exc:
+            raise BenchmarkError(f"bench comm: {_one_line(str(exc))}") from exc
         return json.loads(report.read_text())
 
 
-def main(args: argparse.Namespace) -> int:
-    report = run(args.device, args.nprocs, parse_sizes(args.sizes), args.iters)
-    if args.json:
-        print(json.dumps(report, indent=2))
-        return 0
-    print(
-        f"all_reduce, {report['nprocs']} x {report['device']}, {report['dtype']}, platform "
-        f"{report['platform']}: "
-        f"sglang-fl = SGLang TP group on '{report['torch_backend']}' "
-        f"(SGLANG_FL_DIST_BACKEND={report['dist_backend']}), torch.distributed = "
-        f"'{report['baseline_backend']}'"
-    )
-    rows = [
-        (_size(r["bytes"]), f"{r['torch_us']:.1f}", f"{r['torch_busbw_gbps']:.2f}",
-         f"{r['sglang_fl_us']:.1f}", f"{r['sglang_fl_busbw_gbps']:.2f}", f"{r['ratio']:.3f}")
-        for r in report["results"]
-    ]  # fmt: skip
-    header = ("size", "torch us", "torch GB/s", "sglang-fl us", "sglang-fl GB/s", "ratio")
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-    for row in [header, ["-" * w for w in widths], *rows]:
-        print("  ".join(cell.rjust(w) for cell, w in zip(row, widths, strict=True)))
-    return 0
+def _one_line(message: str) -> str:
+    """A rank's failure in one line. torch's message is "process N terminated with ..." and,
+    when the rank raised, its traceback, whose last line is the exception itself."""
+    lines = [line.strip().removeprefix("-- ") for line in message.splitlines() if line.strip()]
+    if not lines:
+        return "a rank failed"
+    return lines[0] if len(lines) == 1 else f"{lines[0]} {lines[-1]}"
 
 
 # --------------------------------------------------------------------------- in each rank
@@ -205,10 +171,3 @@ def _device_count(device_type: str) -> int:
     if device_type == "cpu":
         return 2
     return getattr(torch, device_type).device_count()
-
-
-def _size(n: int) -> str:
-    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if n >= scale and n % scale == 0:
-            return f"{n // scale} {unit}"
-    return f"{n} B"

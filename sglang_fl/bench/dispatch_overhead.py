@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from sglang_fl.errors import BenchmarkError
 from sglang_fl.ops.bridges import BRIDGES
 
 ITERATIONS = 20000
@@ -82,7 +83,10 @@ def run(device: str = "cpu") -> list[OverheadResult]:
     load_plugin()
     dispatcher = active_dispatcher()
     if dispatcher is None:
-        raise RuntimeError("sglang-fl Layer 2 is not active in this process (see the log)")
+        raise BenchmarkError(
+            "bench dispatch: sglang-fl's Layer 2 is not active in this process (the log above "
+            "says why, e.g. SGLANG_FL_OOT_ENABLED=0 or an SGLang platform not sglang-fl's)"
+        )
     fused_ops.publish_default_server_args()
     on_gpu = device.startswith("cuda")
     sync = torch.cuda.synchronize if on_gpu else None

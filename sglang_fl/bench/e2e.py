@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sglang_fl.errors import BenchmarkError
+
 # Qwen2.5-0.5B's architecture (config.json of Qwen/Qwen2.5-0.5B-Instruct).
 QWEN25_05B = {
     "architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "hidden_act": "silu",
@@ -135,10 +137,16 @@ def run_configuration(conf: Configuration, spec: dict[str, Any], logdir: Path) -
     if conf.plugin:
         env["SGLANG_FL_DISPATCH_LOG"] = str(dispatch_log)
     start = time.perf_counter()
-    proc = subprocess.run(
-        [sys.executable, "-m", "sglang_fl.bench.e2e", "--worker", json.dumps(spec)],
-        env=env, capture_output=True, text=True, timeout=spec["timeout"],
-    )  # fmt: skip
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "sglang_fl.bench.e2e", "--worker", json.dumps(spec)],
+            env=env, capture_output=True, text=True, timeout=spec["timeout"],
+        )  # fmt: skip
+    except subprocess.TimeoutExpired:
+        raise BenchmarkError(
+            f"bench e2e: configuration {conf.name!r} did not finish within {spec['timeout']:g} s "
+            "(--timeout sets the limit per configuration)"
+        ) from None
     result: dict[str, Any] = {"name": conf.name, "env": conf.env, "returncode": proc.returncode,
                               "wall_s": round(time.perf_counter() - start, 1)}  # fmt: skip
     for line in proc.stdout.splitlines():
@@ -177,7 +185,9 @@ def run(
             order = configurations if round_index % 2 == 0 else configurations[::-1]
             for conf in order:
                 by_name[conf.name].append(run_configuration(conf, spec, Path(tmp)))
-                print("CONFIGURATION " + json.dumps(by_name[conf.name][-1]), flush=True)
+                # progress on stderr: stdout carries the report (``--json``)
+                print("CONFIGURATION " + json.dumps(by_name[conf.name][-1]), file=sys.stderr,
+                      flush=True)  # fmt: skip
     results = [merge_rounds(runs) for runs in by_name.values()]
     return {"spec": {k: v for k, v in spec.items() if k != "model"}, "results": results}
 

@@ -1,6 +1,6 @@
 """Latency and bandwidth of the flagos backend's Triton kernels, and a sweep of their heuristics.
 
-    python -m sglang_fl.bench.flagos_kernels [--sweep] [--tokens 1,64,1024,8192,32768] [--json F]
+    python -m sglang_fl.bench.flagos_kernels [--sweep] [--tokens 1,64,8192] [--json | --json-file F]
 
 Serving shapes in bf16 (the issue's targets): silu_and_mul at I=11008 and I=4096, rms_norm and
 fused_add_rms_norm at hidden 4096, neox rope with 32 q / 8 kv heads of 128 (fp32 cache) on q/k
@@ -19,14 +19,15 @@ from __future__ import annotations
 import argparse
 import functools
 import itertools
-import json
+import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TextIO
 
 import torch
 
 from sglang_fl.backends.flagos import kernels
+from sglang_fl.bench.cli import positive_ints, require_device
 from sglang_fl.bench.ops_bench import HEAD_DIM as HEAD
 from sglang_fl.bench.ops_bench import (
     HIDDEN,
@@ -37,6 +38,7 @@ from sglang_fl.bench.ops_bench import (
     cos_sin_cache,
 )
 from sglang_fl.bench.timing import copy_bandwidth_gbps, graph_us, host_us
+from sglang_fl.cli_common import add_json_options, emit_json, notes, parse, run_command
 
 DTYPE = torch.bfloat16
 
@@ -162,13 +164,17 @@ def measure(workload: Workload, tokens: int, copy_gbs: float, sweep: bool) -> di
     return row
 
 
-def run(tokens: Iterable[int] = TOKENS, sweep: bool = False) -> dict[str, Any]:
+def run(
+    tokens: Iterable[int] = TOKENS, sweep: bool = False, progress: TextIO = sys.stdout
+) -> dict[str, Any]:
+    """Every workload at every token count; each row is printed to ``progress`` as it is done
+    (a sweep takes minutes)."""
     copy = copy_bandwidth_gbps()
     rows = []
     for workload in WORKLOADS:
         for t in tokens:
             rows.append(measure(workload, t, copy, sweep))
-            print(_format(rows[-1]), flush=True)
+            print(_format(rows[-1]), file=progress, flush=True)
     return {"copy_gbs": copy, "device": torch.cuda.get_device_name(), "rows": rows}
 
 
@@ -187,19 +193,29 @@ def _format(row: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m sglang_fl.bench.flagos_kernels", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--sweep", action="store_true", help="also time every candidate config")
-    parser.add_argument("--tokens", default=",".join(map(str, TOKENS)))
-    parser.add_argument("--json", help="write the results here")
-    args = parser.parse_args(argv)
+    parser.add_argument(
+        "--tokens", type=positive_ints, default=TOKENS,
+        help=f"comma-separated token counts (default: {','.join(map(str, TOKENS))})",
+    )  # fmt: skip
+    add_json_options(parser, "the results")
+    parser.set_defaults(handler=_command)
+    return run_command(parse(parser, argv))
+
+
+def _command(args: argparse.Namespace) -> int:
+    require_device("cuda", "flagos_kernels")
     import triton
 
-    print(f"{torch.cuda.get_device_name()}, torch {torch.__version__}, triton {triton.__version__}")
-    result = run([int(t) for t in args.tokens.split(",")], args.sweep)
-    print(f"copy bandwidth: {result['copy_gbs']:.0f} GB/s")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=1)
+    out = notes(args)  # the rows as they come, on stderr under --json
+    name = torch.cuda.get_device_name()
+    print(f"{name}, torch {torch.__version__}, triton {triton.__version__}", file=out)
+    result = run(args.tokens, args.sweep, progress=out)
+    print(f"copy bandwidth: {result['copy_gbs']:.0f} GB/s", file=out)
+    emit_json(args, result)
     return 0
 
 

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from sglang_fl.bench.timing import copy_bandwidth_gbps, device_us, graph_us, same_size_copy_us
+from sglang_fl.flaggems import flaggems_import_error
 from sglang_fl.ops.params import ActivationParams, NormParams, RotaryParams
 
 TOKENS = (1, 64, 1024, 8192, 32768)
@@ -115,11 +116,10 @@ def cases(tokens: int, dtype: torch.dtype, device: torch.device) -> list[Case]:
 
 
 def flaggems_baselines() -> dict[str, Callable[[Any], Callable[..., Any]]]:
-    """FlagGems 5.0.x's own kernels behind the same contracts (None values: unavailable)."""
-    try:
-        import flag_gems
-    except Exception:
+    """FlagGems 5.0.x's own kernels behind the same contracts (empty: FlagGems cannot load)."""
+    if flaggems_import_error():
         return {}
+    import flag_gems
 
     def silu(params):
         def fn(x):

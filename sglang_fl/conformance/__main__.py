@@ -1,7 +1,5 @@
 """``python -m sglang_fl.conformance [ARGS]`` is ``sglang-fl conformance [ARGS]``."""
 
-import sys
+from sglang_fl.conformance.cli import main
 
-from sglang_fl.cli import main
-
-raise SystemExit(main(["conformance", *sys.argv[1:]]))
+raise SystemExit(main())

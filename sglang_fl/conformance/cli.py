@@ -1,10 +1,18 @@
-"""The ``sglang-fl conformance`` subcommand (hooked into sglang_fl/cli.py's parser)."""
+"""The ``sglang-fl conformance`` command: ``register`` adds it to the ``sglang-fl`` parser,
+``main`` runs it alone (``python -m sglang_fl.conformance``). Both parse the same options and
+end the same way (``sglang_fl.cli_common``), without this package importing the top-level CLI.
+"""
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from pathlib import Path
 
+from sglang_fl.cli_common import add_json_options, emit_json, parse, run_command
+
+PROG = "sglang-fl conformance"
+HELP = "check the platform's vendor backend and a real SGLang run"
 DESCRIPTION = """\
 Check a platform bundle on this machine: every op of its vendor backend against the reference
 backend (dtypes, shapes incl. 1 token, odd sizes, strided inputs, residual and in-place
@@ -12,12 +20,19 @@ semantics, rotary modes), then two real SGLang runs through the plugin: the disp
 `prefer: vendor` and greedy ids against the reference backend. Exit code 0: all passed."""
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser(
-        "conformance",
-        help="check the platform's vendor backend and a real SGLang run",
-        description=DESCRIPTION,
-    )
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``conformance`` to the ``sglang-fl`` parser."""
+    add_arguments(subparsers.add_parser("conformance", help=HELP, description=DESCRIPTION))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m sglang_fl.conformance [ARGS]``: the same command on its own parser."""
+    parser = argparse.ArgumentParser(prog=PROG, description=DESCRIPTION)
+    add_arguments(parser)
+    return run_command(parse(parser, argv))
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--platform",
         help="bundle name or alias (default: SGLANG_FL_PLATFORM or the detected bundle)",
@@ -36,17 +51,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--model-path", type=Path, help="model of the SGLang runs (default: the embedded model)"
     )
     parser.add_argument("--dtype", default="float32", help="model dtype of the SGLang runs")
-    parser.add_argument(
-        "--json",
-        type=Path,
-        dest="json_path",
-        metavar="PATH",
-        help="also write the full report (every case) as JSON to PATH",
-    )
+    add_json_options(parser, "the full report (every case)")
     parser.set_defaults(handler=cmd_conformance)
 
 
-def cmd_conformance(args: argparse.Namespace, rest: list[str]) -> int:
+def cmd_conformance(args: argparse.Namespace) -> int:
     from sglang_fl.conformance.report import print_report
     from sglang_fl.conformance.suite import Options, run_suite
 
@@ -59,7 +68,6 @@ def cmd_conformance(args: argparse.Namespace, rest: list[str]) -> int:
         dtype=args.dtype,
     )
     report = run_suite(options)
-    if args.json_path:
-        report.write_json(args.json_path)
-    print_report(report, args.json_path)
+    if not emit_json(args, report.to_json()):
+        print_report(report, args.json_file)
     return 0 if report.passed else 1

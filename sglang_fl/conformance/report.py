@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import enum
-import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sglang_fl.cli_common import print_table, write_json
 from sglang_fl.ops.catalog import OP_NAMES
 
 
@@ -63,8 +63,7 @@ class Report:
         }
 
     def write_json(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_json(), indent=2) + "\n", encoding="utf-8")
+        write_json(path, self.to_json())
 
 
 def summary_rows(report: Report) -> list[tuple[str, str, str, str]]:
@@ -114,8 +113,6 @@ def _fold_detail(cases: Sequence[Check]) -> str:
 
 def print_report(report: Report, json_path: Path | None) -> None:
     """The table on stdout, in the style of the other ``sglang-fl`` commands."""
-    from sglang_fl.cli import _print_table
-
     vendor = f"vendor.{report.vendor}" if report.vendor else "no vendor backend"
     versions = ", ".join(f"{k} {v}" for k, v in report.versions.items())
     print(
@@ -123,7 +120,7 @@ def print_report(report: Report, json_path: Path | None) -> None:
         f"{report.device}; {versions}\n"
     )
     rows = summary_rows(report)
-    _print_table(("part", "check", "result", "detail"), rows)
+    print_table(("part", "check", "result", "detail"), rows)
     counts = report.counts()
     verdict = "PASS" if report.passed else "FAIL"
     summary = ", ".join(f"{n} {s}" for s, n in counts.items() if n)

@@ -7,11 +7,14 @@ records what ran and that a replay rebuilds arguments that the same ops accept.
 from __future__ import annotations
 
 import json
+import subprocess
 
+import pytest
 import torch
 
+from sglang_fl.aten_trace import AtenTrace, describe, op_key
 from sglang_fl.bench import aten_set
-from sglang_fl.bench.aten_trace import AtenTrace, describe, op_key
+from sglang_fl.errors import BenchmarkError
 
 
 def _trace(tmp_path, fn):
@@ -97,3 +100,26 @@ def test_yaml_block_is_replaced_in_place(tmp_path):
     assert text.count(aten_set.BEGIN_MARK) == 1
     assert text.startswith("prefer: flagos\n") and "flagos_whitelist: []" in text
     assert "#   mul: eager 2.00x" in text
+
+
+def test_a_failed_trace_run_is_one_line_ending_in_its_output(monkeypatch, tmp_path):
+    output = "loading\nTraceback (most recent call last):\n  File x\nRuntimeError: no GPU\n"
+
+    def worker(argv, **kwargs):
+        return subprocess.CompletedProcess(argv, 1, stdout=output, stderr="")
+
+    monkeypatch.setattr(aten_set.subprocess, "run", worker)
+    with pytest.raises(BenchmarkError) as raised:
+        aten_set.trace(tmp_path / "new" / "trace.jsonl")
+    assert str(raised.value) == (
+        "bench aten: the trace run exited 1 without writing a trace; its output ends: loading | "
+        "Traceback (most recent call last): | File x | RuntimeError: no GPU"
+    )
+
+
+def test_measuring_without_flaggems_says_why_before_any_trace(monkeypatch):
+    reason = "FlagGems cannot be imported: ModuleNotFoundError: No module named 'flag_gems'"
+    monkeypatch.setattr(aten_set, "flaggems_import_error", lambda: reason)
+    with pytest.raises(BenchmarkError) as raised:
+        aten_set.require_flaggems()
+    assert str(raised.value) == f"bench aten times FlagGems against PyTorch: {reason}"

@@ -1,4 +1,4 @@
-"""``sglang-fl bench comm`` without processes: size parsing, bus bandwidth, the table."""
+"""``sglang-fl bench comm`` without processes: bus bandwidth, the table, a failing rank."""
 
 from __future__ import annotations
 
@@ -6,25 +6,9 @@ import argparse
 
 import pytest
 
+from sglang_fl.bench import cli as bench_cli
 from sglang_fl.bench import comm
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("1MiB,16MiB,256MiB", [2**20, 16 * 2**20, 256 * 2**20]),
-        ("4KiB, 1GB ,512", [4096, 10**9, 512]),
-        ("2kib", [2048]),
-    ],
-)
-def test_sizes_parse(text: str, expected: list[int]) -> None:
-    assert comm.parse_sizes(text) == expected
-
-
-@pytest.mark.parametrize("text", ["", "1TB", "MiB", "1.5MiB"])
-def test_bad_sizes_are_refused(text: str) -> None:
-    with pytest.raises(ValueError, match=r"message size|no message sizes"):
-        comm.parse_sizes(text)
+from sglang_fl.errors import BenchmarkError
 
 
 def test_bus_bandwidth_follows_nccl_tests() -> None:
@@ -43,10 +27,30 @@ def test_table(monkeypatch, capsys) -> None:
         "results": [comm._result(2**20, 2, 1e-5, 2e-5).as_dict()],
     }  # fmt: skip
     monkeypatch.setattr(comm, "run", lambda *args: report)
-    args = argparse.Namespace(device="cuda", nprocs=2, sizes="1MiB", iters=1, json=False)
-    assert comm.main(args) == 0
+    monkeypatch.setattr(bench_cli, "require_device", lambda *args: None)
+    args = argparse.Namespace(device="cuda", nprocs=2, sizes=[2**20], iters=1, json=False,
+                              json_file=None)  # fmt: skip
+    assert bench_cli.cmd_comm(args) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("all_reduce, 2 x cuda, bfloat16, platform NvidiaPlatform:")
     assert lines[1].split() == ["size", "torch", "us", "torch", "GB/s", "sglang-fl", "us",
                                 "sglang-fl", "GB/s", "ratio"]  # fmt: skip
     assert lines[3].split() == ["1", "MiB", "10.0", "104.86", "20.0", "52.43", "0.500"]
+
+
+def test_fewer_than_two_ranks_is_a_benchmark_error() -> None:
+    with pytest.raises(BenchmarkError, match=r"needs two or more ranks; 1 cpu device"):
+        comm.run("cpu", 1, [4096], 1)
+
+
+def test_a_failing_rank_is_one_line() -> None:
+    raised = (
+        "\n\n-- Process 1 terminated with the following error:\nTraceback (most recent call "
+        'last):\n  File "x.py", line 3, in _worker\nRuntimeError: gloo: connection refused\n'
+    )
+    assert comm._one_line(raised) == (
+        "Process 1 terminated with the following error: RuntimeError: gloo: connection refused"
+    )
+    assert comm._one_line("process 0 terminated with exit code 1") == (
+        "process 0 terminated with exit code 1"
+    )

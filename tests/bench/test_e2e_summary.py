@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import subprocess
+
+import pytest
+
+from sglang_fl.bench import e2e
 from sglang_fl.bench.e2e import merge_rounds, summary_rows
+from sglang_fl.errors import BenchmarkError
 
 
 def test_ratios_are_best_to_best_and_median_to_median():
@@ -40,3 +46,17 @@ def test_one_failed_round_fails_the_configuration():
     merged = merge_rounds(rounds)
     assert merged["error"] == "CUDA OOM" and "tok_per_s" not in merged
     assert summary_rows({"spec": {"batch_sizes": [1]}, "results": [merged]}) == [["ours", "failed"]]
+
+
+def test_a_configuration_past_its_timeout_is_one_line(monkeypatch, tmp_path):
+    def too_slow(argv, **kwargs):
+        raise subprocess.TimeoutExpired(argv, kwargs["timeout"])
+
+    monkeypatch.setattr(e2e.subprocess, "run", too_slow)
+    spec = {"timeout": 150.0}
+    with pytest.raises(BenchmarkError) as raised:
+        e2e.run_configuration(e2e.CONFIGURATIONS[1], spec, tmp_path)
+    assert str(raised.value) == (
+        "bench e2e: configuration 'sglang-fl default' did not finish within 150 s (--timeout "
+        "sets the limit per configuration)"
+    )

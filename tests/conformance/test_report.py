@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from sglang_fl.cli import main
+from sglang_fl.conformance.cli import main as conformance_main
 from sglang_fl.conformance.report import Check, Report, Status, summary_rows
 
 
@@ -58,11 +59,24 @@ def test_json_keeps_every_case(tmp_path):
 
 def test_cli_on_a_bundle_without_vendor_backend_checks_nothing_with_ops_only(capsys, tmp_path):
     path = tmp_path / "r.json"
-    assert main(["conformance", "--platform", "cpu", "--ops-only", "--json", str(path)]) == 1
+    assert main(["conformance", "--platform", "cpu", "--ops-only", "--json-file", str(path)]) == 1
     out = capsys.readouterr().out
     assert "bundle 'cpu' ships no vendor backend" in out
     assert "conformance FAIL: nothing was checked (2 n/a)" in out
     assert json.loads(path.read_text())["passed"] is False
+
+
+def test_module_entry_point_prints_the_json_report_alone(capsys):
+    """``python -m sglang_fl.conformance`` runs the same command on its own parser."""
+    assert conformance_main(["--platform", "cpu", "--ops-only", "--json"]) == 1
+    data = json.loads(capsys.readouterr().out)
+    assert data["platform"] == "cpu" and data["passed"] is False
+    assert data["counts"] == {"pass": 0, "fail": 0, "refused": 0, "n/a": 2}
+
+
+def test_module_entry_point_names_the_bad_platform(capsys):
+    assert conformance_main(["--platform", "nope", "--ops-only"]) == 2
+    assert capsys.readouterr().err.startswith("sglang-fl: --platform: invalid value 'nope'")
 
 
 def test_cli_names_the_bad_platform(capsys):

@@ -150,7 +150,7 @@ def test_cpu_bundle_end_to_end_with_real_sglang(tmp_path):
             "--platform",
             "cpu",
             "--quick",
-            "--json",
+            "--json-file",
             str(path),
         ],
         env=serving.child_env(discover_bundles()["cpu"], RunSpec("x", None, {}), tmp_path),

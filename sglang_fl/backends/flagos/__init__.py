@@ -2,9 +2,9 @@
 
 Available where Triton imports and one of its GPU backends is active in this process (it finds
 a device through torch: CUDA, ROCm, or another Triton backend's device). That is all the
-kernels need: FlagGems is not required here; it is Layer 1's business (``sglang_fl.aten``,
-which uses ``flaggems_import_error``). On a plain CPU the backend reports why it is unavailable,
-and selection falls back (or, in strict mode, refuses) with that reason.
+kernels need: FlagGems is not required here; it is Layer 1's business (``sglang_fl.aten``, which
+asks ``sglang_fl.flaggems`` whether it can be imported). On a plain CPU the backend reports why
+it is unavailable, and selection falls back (or, in strict mode, refuses) with that reason.
 """
 
 from __future__ import annotations
@@ -13,16 +13,6 @@ import functools
 from collections.abc import Mapping
 
 from sglang_fl.dispatch.backend import Availability, Backend, ImplKind, OpImpl
-
-
-@functools.cache
-def flaggems_import_error() -> str | None:
-    """None if ``import flag_gems`` works in this process, else why not (checked once)."""
-    try:
-        import flag_gems  # noqa: F401
-    except Exception as exc:  # FlagGems raises RuntimeError when it detects no device
-        return f"FlagGems cannot be imported: {type(exc).__name__}: {exc}"
-    return None
 
 
 @functools.cache

@@ -46,7 +46,9 @@ def test_strided_inputs_reach_the_kernels_contiguous(fake_npu):
 def test_the_conformance_command_passes_on_the_fake(fake_npu, tmp_path, capsys):
     path = tmp_path / "ascend.json"
     assert (
-        main(["conformance", "--platform", "npu", "--ops-only", "--quick", "--json", str(path)])
+        main(
+            ["conformance", "--platform", "npu", "--ops-only", "--quick", "--json-file", str(path)]
+        )
         == 0
     )
     report = json.loads(path.read_text())

@@ -136,7 +136,7 @@ def test_selected_with_sglang_fl_platform(site):
 
 def conformance(site: Path, report: Path, *options: str, timeout: float = 300):
     """``sglang-fl conformance --platform template`` in a fresh process, JSON to ``report``."""
-    args = ("--platform", "template", *options, "--json", str(report))
+    args = ("--platform", "template", *options, "--json-file", str(report))
     return run(site, "-m", "sglang_fl.conformance", *args, timeout=timeout)
 
 

@@ -1,10 +1,13 @@
-"""Record the ATen ops a serving process calls, with their argument signatures.
+"""The ``SGLANG_FL_ATEN_TRACE`` diagnostic: record the ATen ops a serving process calls, with
+their argument signatures.
 
-Used by ``sglang-fl bench aten`` (through ``SGLANG_FL_ATEN_TRACE``) to learn which ATen ops
-SGLang really calls at serving shapes, so each can be benchmarked with PyTorch's kernel against
-FlagGems'. A ``TorchDispatchMode`` sees every ATen call of the thread it is entered in; each
-distinct (op, signature) is appended to the trace file once, as one JSON line written with a
-single ``O_APPEND`` write (several processes may share the file).
+``load_plugin`` starts the recorder in each SGLang process when the setting names a file; this
+module therefore sits below the plugin and imports nothing of sglang-fl. ``sglang-fl bench
+aten`` (``sglang_fl.bench.aten_set``) sets the variable for its trace run and analyses the file:
+which ATen ops SGLang really calls at serving shapes, so each can be benchmarked with PyTorch's
+kernel against FlagGems'. A ``TorchDispatchMode`` sees every ATen call of the thread it is
+entered in; each distinct (op, signature) is appended to the trace file once, as one JSON line
+written with a single ``O_APPEND`` write (several processes may share the file).
 
 Integer and floating tensors record their value range, so a replay can draw inputs from the
 same range (valid indices, probabilities in [0, 1], ...). Reading the range synchronises the
