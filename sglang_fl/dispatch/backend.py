@@ -7,21 +7,13 @@ calls directly, so per-instance precomputation lives in ``bind`` and the hot pat
 
 from __future__ import annotations
 
-import enum
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-
-class ImplKind(str, enum.Enum):
-    FLAGOS = "flagos"
-    VENDOR = "vendor"
-    REFERENCE = "reference"
-
-
-# Spaced by 50 so future kinds can slot in between.
-PRIORITY = {ImplKind.FLAGOS: 150, ImplKind.VENDOR: 100, ImplKind.REFERENCE: 50}
+# Defined by the catalogue; vendor backends import ImplKind from here with the rest of the API.
+from sglang_fl.ops.catalog import PRIORITY, ImplKind
 
 
 @dataclass(frozen=True)

@@ -7,18 +7,13 @@ policy decision happens before the model runs, and strict-mode errors surface ea
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from sglang_fl.config import Settings
 from sglang_fl.dispatch.backend import Availability, Backend, ImplKind, OpImpl
 from sglang_fl.errors import DispatchError
-
-DEFAULT_ORDER: Mapping[str, tuple[str, ...]] = {
-    "flagos": ("flagos", "vendor", "reference"),
-    "vendor": ("vendor", "flagos", "reference"),
-    "reference": ("reference", "flagos", "vendor"),
-}
+from sglang_fl.ops.catalog import default_order
 
 
 @dataclass(frozen=True)
@@ -95,7 +90,7 @@ def plan_op(op: str, settings: Settings, registry: Registry) -> OpPlan:
     Strict mode requires the first choice to be usable; otherwise a DispatchError names the op
     and why. Non-strict mode keeps whatever is left, in order.
     """
-    order = settings.op_backends.get(op) or DEFAULT_ORDER[settings.prefer]
+    order = settings.op_backends.get(op) or default_order(settings.prefer)
     # (token index, backend, exclusion reason or None), in policy order
     entries: list[tuple[int, Backend, str | None]] = []
     seen: set[str] = set()

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from sglang_fl.ops.catalog import GEMMA_RMS_NORM, RMS_NORM, ROTARY_EMBEDDING, SILU_AND_MUL
 from sglang_fl.ops.params import ActivationParams, NormParams, RotaryParams
 
 Forward = Callable[..., Any]
@@ -42,7 +43,7 @@ class Bridge:
 
 
 class SiluAndMulBridge(Bridge):
-    op = "silu_and_mul"
+    op = SILU_AND_MUL
 
     def params(self, module, args, kwargs):
         x = _arg(args, kwargs, 0, "x")
@@ -95,7 +96,7 @@ class _NormBridge(Bridge):
 
 
 class RMSNormBridge(_NormBridge):
-    op = "rms_norm"
+    op = RMS_NORM
 
     def unsupported(self, module):
         # Variants whose numerics differ from the plain contract stay on SGLang's path.
@@ -111,7 +112,7 @@ class RMSNormBridge(_NormBridge):
 
 
 class GemmaRMSNormBridge(_NormBridge):
-    op = "gemma_rms_norm"
+    op = GEMMA_RMS_NORM
 
 
 class RotaryEmbeddingBridge(Bridge):
@@ -121,7 +122,7 @@ class RotaryEmbeddingBridge(Bridge):
     attention-backend feature) is handed to SGLang's own path unchanged.
     """
 
-    op = "rotary_embedding"
+    op = ROTARY_EMBEDDING
 
     def params(self, module, args, kwargs):
         if hasattr(module, "sin_cos_cache"):

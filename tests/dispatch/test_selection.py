@@ -19,17 +19,10 @@ from sglang_fl.backends.flagos import FlagosBackend
 from sglang_fl.backends.reference import ReferenceBackend
 from sglang_fl.bundles import PlatformBundle, discover_bundles
 from sglang_fl.config import load_settings
-from sglang_fl.dispatch.backend import (
-    PRIORITY,
-    Availability,
-    Backend,
-    ImplKind,
-    OpImpl,
-    UnloadableBackend,
-)
+from sglang_fl.dispatch.backend import Availability, Backend, OpImpl, UnloadableBackend
 from sglang_fl.dispatch.selection import Registry, Rejection, plan_op
 from sglang_fl.errors import DispatchError
-from sglang_fl.ops.catalog import OP_NAMES
+from sglang_fl.ops.catalog import OP_NAMES, PRIORITY, ImplKind
 
 ALL_OPS = tuple(OP_NAMES)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from sglang_fl.backends.flagos import kernels
 from sglang_fl.dispatch.backend import OpImpl
+from sglang_fl.ops.catalog import GEMMA_RMS_NORM, RMS_NORM, ROTARY_EMBEDDING, SILU_AND_MUL
 from sglang_fl.ops.params import ActivationParams, NormParams, RotaryParams
 
 
@@ -65,8 +66,8 @@ def _rotary_supported(params: RotaryParams) -> str | None:
 
 
 IMPLEMENTATIONS = {
-    "silu_and_mul": OpImpl(_bind_silu_and_mul),
-    "rms_norm": OpImpl(_bind_rms_norm, mutates_inputs=True),
-    "gemma_rms_norm": OpImpl(_bind_gemma_rms_norm, mutates_inputs=True),
-    "rotary_embedding": OpImpl(_bind_rotary, mutates_inputs=True, supports=_rotary_supported),
+    SILU_AND_MUL: OpImpl(_bind_silu_and_mul),
+    RMS_NORM: OpImpl(_bind_rms_norm, mutates_inputs=True),
+    GEMMA_RMS_NORM: OpImpl(_bind_gemma_rms_norm, mutates_inputs=True),
+    ROTARY_EMBEDDING: OpImpl(_bind_rotary, mutates_inputs=True, supports=_rotary_supported),
 }
