@@ -6,14 +6,16 @@ policy decision happens before the model runs, and strict-mode errors surface ea
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sglang_fl.config import Settings
-from sglang_fl.dispatch.backend import Availability, Backend, ImplKind, OpImpl
+from sglang_fl.dispatch.backend import Backend, ImplKind, OpImpl
 from sglang_fl.errors import DispatchError
 from sglang_fl.ops.catalog import default_order
+
+if TYPE_CHECKING:
+    from sglang_fl.dispatch.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -49,23 +51,6 @@ class OpPlan:
     skipped: tuple[Rejection, ...] = ()
 
 
-class Registry:
-    """The backends known to this process, with each one's availability checked once."""
-
-    def __init__(self, backends: Iterable[Backend]) -> None:
-        self.backends: tuple[Backend, ...] = tuple(backends)
-        ids = [b.impl_id for b in self.backends]
-        if len(ids) != len(set(ids)):
-            raise DispatchError(f"duplicate backend ids registered: {ids}")
-
-    @functools.cache  # noqa: B019 - one registry per process; the cache is the point
-    def availability(self, backend: Backend) -> Availability:
-        try:
-            return backend.availability()
-        except Exception as exc:  # a crashing probe means "not available", with the reason
-            return Availability.no(f"availability check raised {exc!r}")
-
-
 def token_matches(token: str, backend: Backend) -> bool:
     kind, _, vendor = token.partition(":")
     if kind != backend.kind.value:
@@ -95,7 +80,7 @@ def plan_op(op: str, settings: Settings, registry: Registry) -> OpPlan:
     entries: list[tuple[int, Backend, str | None]] = []
     seen: set[str] = set()
     for index, token in enumerate(order):
-        for backend in sorted(registry.backends, key=lambda b: (-b.priority, b.impl_id)):
+        for backend in registry.ranked():
             if backend.impl_id in seen or not token_matches(token, backend):
                 continue
             seen.add(backend.impl_id)

@@ -22,7 +22,7 @@ def ops_report() -> dict[str, Any]:
     ops = []
     for family in OP_FAMILIES:
         implementations = []
-        for backend in sorted(registry.backends, key=lambda b: (-b.priority, b.impl_id)):
+        for backend in registry.ranked():
             available = registry.availability(backend)
             reason = vendor_filter(backend, settings) or available.reason
             if available.ok and family.name not in backend.implementations():

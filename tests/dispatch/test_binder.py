@@ -25,7 +25,8 @@ from sglang_fl.config import load_settings
 from sglang_fl.dispatch.backend import Availability, Backend, ImplKind, OpImpl
 from sglang_fl.dispatch.binder import Dispatcher
 from sglang_fl.dispatch.dispatch_log import DispatchLog
-from sglang_fl.dispatch.selection import Registry, plan_op
+from sglang_fl.dispatch.registry import Registry
+from sglang_fl.dispatch.selection import plan_op
 from sglang_fl.errors import DispatchError
 from sglang_fl.ops.bridges import BRIDGES
 
