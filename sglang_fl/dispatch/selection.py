@@ -69,13 +69,19 @@ def vendor_filter(backend: Backend, settings: Settings) -> str | None:
     return None
 
 
+def op_order(op: str, settings: Settings) -> tuple[str, ...]:
+    """The backend tokens tried for ``op``, best first: its ``op_backends`` entry (only those
+    backends), else the default order of ``prefer``."""
+    return settings.op_backends.get(op) or default_order(settings.prefer)
+
+
 def plan_op(op: str, settings: Settings, registry: Registry) -> OpPlan:
     """Order ``op``'s implementations by policy and drop what cannot run here.
 
     Strict mode requires the first choice to be usable; otherwise a DispatchError names the op
     and why. Non-strict mode keeps whatever is left, in order.
     """
-    order = settings.op_backends.get(op) or default_order(settings.prefer)
+    order = op_order(op, settings)
     # (token index, backend, exclusion reason or None), in policy order
     entries: list[tuple[int, Backend, str | None]] = []
     seen: set[str] = set()
@@ -91,7 +97,7 @@ def plan_op(op: str, settings: Settings, registry: Registry) -> OpPlan:
         _check_first_choice(op, order, entries)
     plan = OpPlan(
         op=op,
-        order=tuple(order),
+        order=order,
         candidates=tuple(
             Candidate(b, b.implementations()[op]) for _, b, reason in entries if reason is None
         ),

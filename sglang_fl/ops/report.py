@@ -11,9 +11,9 @@ from typing import Any
 from sglang_fl.bundles import discover_bundles
 from sglang_fl.config import load_settings
 from sglang_fl.dispatch.registry import build_registry
-from sglang_fl.dispatch.selection import plan_op, vendor_filter
+from sglang_fl.dispatch.selection import op_order, plan_op, vendor_filter
 from sglang_fl.errors import DispatchError
-from sglang_fl.ops.catalog import OP_FAMILIES, default_order
+from sglang_fl.ops.catalog import OP_FAMILIES
 
 
 def ops_report() -> dict[str, Any]:
@@ -38,7 +38,7 @@ def ops_report() -> dict[str, Any]:
             chosen, error = None, str(exc)
         ops.append({
             "op": family.name, "classes": list(family.classes),
-            "order": list(settings.op_backends.get(family.name) or default_order(settings.prefer)),
+            "order": list(op_order(family.name, settings)),
             "implementations": implementations, "chosen": chosen, "error": error,
         })  # fmt: skip
     return {"platform": settings.platform, "strict": settings.strict, "ops": ops}
