@@ -18,6 +18,8 @@ from sglang_fl.ops.catalog import PRIORITY, ImplKind
 
 @dataclass(frozen=True)
 class Availability:
+    """Can a backend run in this process at all (``reason`` says why not)."""
+
     ok: bool
     reason: str = ""
 
@@ -28,6 +30,16 @@ class Availability:
     @classmethod
     def no(cls, reason: str) -> Availability:
         return cls(False, reason)
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Cannot, and why: what the once-per-process and once-per-instance steps return instead
+    of their result (a bridge leaving an instance on SGLang's own path, a candidate refusing or
+    failing its first call, a backend excluded by policy or availability). A type of its own,
+    so a reason is never mistaken for a result."""
+
+    reason: str
 
 
 def _always_supported(params: Any) -> str | None:

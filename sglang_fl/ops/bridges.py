@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from sglang_fl.dispatch.backend import Refusal
 from sglang_fl.ops.catalog import GEMMA_RMS_NORM, RMS_NORM, ROTARY_EMBEDDING, SILU_AND_MUL
 from sglang_fl.ops.params import ActivationParams, NormParams, RotaryParams
 
@@ -29,8 +30,10 @@ class Bridge:
 
     op: str
 
-    def params(self, module: nn.Module, args: Sequence[Any], kwargs: dict[str, Any]) -> Any | str:
-        """Static parameters of ``module`` for ``bind``, or the reason it is not dispatched."""
+    def params(
+        self, module: nn.Module, args: Sequence[Any], kwargs: dict[str, Any]
+    ) -> Any | Refusal:
+        """Static parameters of ``module`` for ``bind``, or why it stays on SGLang's own path."""
         raise NotImplementedError
 
     def forward(self, module: nn.Module, kernel: Callable[..., Any], own: Forward) -> Forward:
@@ -67,9 +70,9 @@ class _NormBridge(Bridge):
     """
 
     def params(self, module, args, kwargs):
-        reason = self.unsupported(module)
-        if reason:
-            return reason
+        refusal = self.unsupported(module)
+        if refusal is not None:
+            return refusal
         x = _arg(args, kwargs, 0, "x")
         return NormParams(
             weight=module.weight,
@@ -79,7 +82,8 @@ class _NormBridge(Bridge):
             device=x.device,
         )
 
-    def unsupported(self, module: nn.Module) -> str | None:
+    def unsupported(self, module: nn.Module) -> Refusal | None:
+        """Why this instance's configuration is outside the norm contract, or None."""
         return None
 
     def forward(self, module, kernel, own):
@@ -101,13 +105,13 @@ class RMSNormBridge(_NormBridge):
     def unsupported(self, module):
         # Variants whose numerics differ from the plain contract stay on SGLang's path.
         if getattr(module, "variance_size_override", None) is not None:
-            return "var_hidden_size differs from hidden_size"
+            return Refusal("var_hidden_size differs from hidden_size")
         if getattr(module, "cast_x_before_out_mul", False):
-            return "cast_x_before_out_mul=True"
+            return Refusal("cast_x_before_out_mul=True")
         if getattr(module, "fp32_residual", False):
-            return "fp32_residual=True"
+            return Refusal("fp32_residual=True")
         if getattr(module, "override_orig_dtype", None) is not None:
-            return "override_orig_dtype is set"
+            return Refusal("override_orig_dtype is set")
         return None
 
 
@@ -126,7 +130,7 @@ class RotaryEmbeddingBridge(Bridge):
 
     def params(self, module, args, kwargs):
         if hasattr(module, "sin_cos_cache"):
-            return "instance carries a precomputed sin_cos_cache"
+            return Refusal("instance carries a precomputed sin_cos_cache")
         query = _arg(args, kwargs, 1, "query")
         return RotaryParams(
             cos_sin_cache=module.cos_sin_cache,

@@ -24,7 +24,8 @@ def ops_report() -> dict[str, Any]:
         implementations = []
         for backend in registry.ranked():
             available = registry.availability(backend)
-            reason = vendor_filter(backend, settings) or available.reason
+            denied = vendor_filter(backend, settings)
+            reason = denied.reason if denied is not None else available.reason
             if available.ok and family.name not in backend.implementations():
                 continue
             implementations.append({

@@ -30,6 +30,7 @@ import pytest
 import torch
 
 from sglang_fl.backends.reference import ReferenceBackend
+from sglang_fl.dispatch.backend import Refusal
 from sglang_fl.ops.bridges import BRIDGES, RMSNormBridge
 from sglang_fl.ops.params import NormParams, RotaryParams
 
@@ -92,7 +93,7 @@ def _reference_forward(op: str, module: torch.nn.Module, args: tuple):
     """What the dispatcher installs for ``module``: bridge params -> bind -> bridge forward."""
     bridge = BRIDGES[op]
     params = bridge.params(module, args, {})
-    assert not isinstance(params, str), f"bridge declined the module: {params}"
+    assert not isinstance(params, Refusal), f"bridge declined the module: {params.reason}"
     kernel = ReferenceBackend().implementations()[op].bind(params)
     return bridge.forward(module, kernel, own=None), params
 
@@ -266,7 +267,7 @@ def test_rms_norm_variants_outside_the_contract_are_declined(kwargs, reason):
     module = RMSNorm(64, **kwargs)
     x = _randn(2, 64)
     declined = RMSNormBridge().params(module, (x,), {})
-    assert isinstance(declined, str) and reason in declined
+    assert isinstance(declined, Refusal) and reason in declined.reason
 
 
 # --------------------------------------------------------------------------- rotary
@@ -412,4 +413,5 @@ def test_rotary_bridge_declines_precomputed_sin_cos_cache():
     module = RotaryEmbedding(32, 32, 64, 10000, True, torch.float32)
     module.sin_cos_cache = module.cos_sin_cache[:4]
     args = (torch.arange(4), _randn(4, 32), _randn(4, 32))
-    assert isinstance(BRIDGES["rotary_embedding"].params(module, args, {}), str)
+    declined = BRIDGES["rotary_embedding"].params(module, args, {})
+    assert isinstance(declined, Refusal) and "sin_cos_cache" in declined.reason
