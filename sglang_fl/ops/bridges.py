@@ -60,13 +60,18 @@ class SiluAndMulBridge(Bridge):
 
 
 class _NormBridge(Bridge):
-    """RMSNorm and GemmaRMSNorm: ``forward(x, residual=None, post_residual_addition=None)``.
+    """RMSNorm and GemmaRMSNorm: ``forward(x, residual=None, post_residual_addition=None)``,
+    plus RMSNorm's ``quant_linear=None`` on SGLang 0.5.18+.
 
     Semantics kept from SGLang's kernel paths (CUDA, NPU, CPU-AMX, MUSA, HIP):
     ``post_residual_addition`` is first added to the residual in the input dtype, then fused
     into the add + norm; with a residual the result is ``(normed, x + residual)``, otherwise
     ``normed``. (SGLang's ``forward_native`` instead sums all three in fp32; the results differ
     by at most one rounding of ``residual + post``, see tests/backends.)
+
+    A call with ``quant_linear`` (the projection whose FP8 input quantization SGLang may fuse
+    into the norm, which then returns the quantized activation) is handed to SGLang's own path
+    unchanged: the kernel contract has no quantized output.
     """
 
     def params(self, module, args, kwargs):
@@ -88,6 +93,8 @@ class _NormBridge(Bridge):
 
     def forward(self, module, kernel, own):
         def forward(x, residual=None, post_residual_addition=None, quant_linear=None):
+            if quant_linear is not None:
+                return own(x, residual, post_residual_addition, quant_linear=quant_linear)
             if residual is not None and post_residual_addition is not None:
                 residual = residual + post_residual_addition
             return kernel(x, residual)

@@ -23,6 +23,7 @@ a conftest, and removed again once SGLang has cached its platform; the shared
 
 from __future__ import annotations
 
+import inspect
 import os
 import warnings
 
@@ -268,6 +269,24 @@ def test_rms_norm_variants_outside_the_contract_are_declined(kwargs, reason):
     x = _randn(2, 64)
     declined = RMSNormBridge().params(module, (x,), {})
     assert isinstance(declined, Refusal) and reason in declined.reason
+
+
+@pytest.mark.skipif(
+    "quant_linear" not in inspect.signature(RMSNorm.forward_native).parameters,
+    reason="this SGLang's RMSNorm takes no quant_linear (added in 0.5.18)",
+)
+def test_rms_norm_call_with_quant_linear_runs_sglangs_own_path():
+    """The bridge hands a call with quant_linear to SGLang's own forward, with SGLang's
+    argument names, and does not run the kernel."""
+    module = _rms_norm(64, torch.float32, seed=50)
+    x, residual, post = (_randn(5, 64, seed=s) for s in (51, 52, 53))
+    linear = torch.nn.Linear(64, 64)
+    kernel_calls = []
+    forward = BRIDGES["rms_norm"].forward(module, lambda *a: kernel_calls.append(a),
+                                          own=module.forward_native)  # fmt: skip
+    ours = forward(x.clone(), residual.clone(), post, quant_linear=linear)
+    _assert_same(ours, module.forward_native(x.clone(), residual.clone(), post, linear))
+    assert kernel_calls == []
 
 
 # --------------------------------------------------------------------------- rotary
