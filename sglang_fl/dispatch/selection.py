@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Candidate:
+    """A usable implementation of an op: the backend and its implementation."""
+
     backend: Backend
     impl: OpImpl
 
@@ -34,21 +36,26 @@ class Candidate:
 
 @dataclass(frozen=True)
 class Rejection:
+    """A backend the order matched but the plan dropped, and why (shown in warnings/errors)."""
+
     impl_id: str
     reason: str
 
 
 @dataclass(frozen=True)
 class OpPlan:
-    """The usable implementations of one op, best first, and why the others were dropped."""
+    """The usable implementations of one op, best first, and why the others were dropped.
+
+    ``skipped`` holds the rejections ranked above the first candidate: what a fallback passed
+    over, named in its warning.
+    """
 
     op: str
     order: tuple[str, ...]
     candidates: tuple[Candidate, ...]
     rejected: tuple[Rejection, ...]
     strict: bool
-    # rejections ranked above the first candidate: what a fallback skipped, for the warning
-    skipped: tuple[Rejection, ...] = ()
+    skipped: tuple[Rejection, ...]
 
 
 def token_matches(token: str, backend: Backend) -> bool:
@@ -170,10 +177,8 @@ def _check_first_choice(op: str, order: tuple[str, ...], entries: list[_Entry]) 
     first = [e for e in entries if e.index == 0]
     if any(e.refusal is None for e in first):
         return
-    why = (
-        "; ".join(f"{e.backend.impl_id} is {e.refusal.reason}" for e in first if e.refusal)
-        or "no registered implementation matches it"
-    )
+    refused = [f"{e.backend.impl_id} is {e.refusal.reason}" for e in first if e.refusal]
+    why = "; ".join(refused) or "no registered implementation matches it"
     raise DispatchError(
         f"strict mode: op {op!r} cannot use its first choice {order[0]!r}: {why}. Fix the "
         f"environment, change the order (prefer / op_backends / SGLANG_FL_PER_OP), or unset "

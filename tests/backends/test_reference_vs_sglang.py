@@ -17,8 +17,7 @@ exception is RMSNorm with ``post_residual_addition`` (see the test there).
 SGLang's layer modules resolve ``current_platform`` on import, so the platform is pinned to
 sglang-fl's (``SGLANG_PLATFORM=sglang_fl``, its installed platform entry point) around the
 SGLang imports. It is set here with ``setdefault`` (an explicit setting wins) rather than in
-a conftest, and removed again once SGLang has cached its platform; the shared
-``tests/conftest.py`` may take this over later.
+a conftest, and removed again once SGLang has cached its platform.
 """
 
 from __future__ import annotations
