@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import import_module
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -58,7 +58,6 @@ class PlatformBundle:
     aliases: tuple[str, ...] = ()
     vendor: str | None = None
     backend_factory: str | None = None
-    extra: Mapping[str, object] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         unknown = [b for b in self.dist_backends if b not in DIST_BACKENDS]

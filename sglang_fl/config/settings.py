@@ -28,9 +28,9 @@ from sglang_fl.bundles import (
     known_vendors,
 )
 from sglang_fl.errors import ConfigError, PlatformError, one_of
-from sglang_fl.ops.catalog import CLASS_NAMES, OP_NAMES
+from sglang_fl.ops.catalog import CLASS_NAMES, KIND_NAMES, OP_NAMES
 
-PREFERENCES = ("flagos", "vendor", "reference")
+PREFERENCES = KIND_NAMES
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")

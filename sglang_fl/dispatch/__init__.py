@@ -1,1 +1,2 @@
-"""Layer 2 dispatch core: backends, per-op selection policy, per-instance binding, dispatch log."""
+"""Layer 2 dispatch core: backends and their registry, per-op selection policy, per-instance
+binding, dispatch log."""

@@ -7,25 +7,19 @@ calls directly, so per-instance precomputation lives in ``bind`` and the hot pat
 
 from __future__ import annotations
 
-import enum
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-
-class ImplKind(str, enum.Enum):
-    FLAGOS = "flagos"
-    VENDOR = "vendor"
-    REFERENCE = "reference"
-
-
-# Spaced by 50 so future kinds can slot in between.
-PRIORITY = {ImplKind.FLAGOS: 150, ImplKind.VENDOR: 100, ImplKind.REFERENCE: 50}
+# Defined by the catalogue; vendor backends import ImplKind from here with the rest of the API.
+from sglang_fl.ops.catalog import PRIORITY, ImplKind
 
 
 @dataclass(frozen=True)
 class Availability:
+    """Can a backend run in this process at all (``reason`` says why not)."""
+
     ok: bool
     reason: str = ""
 
@@ -36,6 +30,16 @@ class Availability:
     @classmethod
     def no(cls, reason: str) -> Availability:
         return cls(False, reason)
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Cannot, and why: what the once-per-process and once-per-instance steps return instead
+    of their result (a bridge leaving an instance on SGLang's own path, a candidate refusing or
+    failing its first call, a backend excluded by policy or availability). A type of its own,
+    so a reason is never mistaken for a result."""
+
+    reason: str
 
 
 def _always_supported(params: Any) -> str | None:

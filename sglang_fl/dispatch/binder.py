@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from sglang_fl.dispatch.backend import Refusal
 from sglang_fl.dispatch.dispatch_log import DispatchLog
 from sglang_fl.dispatch.selection import Candidate, OpPlan
 from sglang_fl.errors import DispatchError
@@ -82,30 +83,41 @@ class Dispatcher:
         plan = self.plans[bridge.op]
         own = self.own_path(module)
         params = bridge.params(module, args, kwargs)
-        if isinstance(params, str):
+        if isinstance(params, Refusal):
             self._announce(class_name, "sglang", f"{class_name} instance left on SGLang's own "
-                           f"path: {params}")  # fmt: skip
+                           f"path: {params.reason}")  # fmt: skip
             return own, own(*args, **kwargs)
         failures: list[str] = []
         for index, candidate in enumerate(plan.candidates):
-            unsupported = candidate.impl.supports(params)
-            if unsupported:
-                self._refuse_if_strict(plan, index, candidate, unsupported)
-                failures.append(f"{candidate.impl_id}: {unsupported}")
+            outcome = self._try(plan, index, candidate, bridge, module, own, params, args, kwargs)
+            if isinstance(outcome, Refusal):
+                failures.append(f"{candidate.impl_id}: {outcome.reason}")
                 continue
-            attempt = self._try(plan, index, candidate, bridge, module, own, params, args, kwargs)
-            if isinstance(attempt, str):
-                failures.append(f"{candidate.impl_id}: {attempt}")
-                continue
-            forward, result = attempt
+            forward, result = outcome
             self._report_choice(plan, class_name, candidate, failures)
             return forward, result
         raise DispatchError(
             f"op {plan.op!r} ({class_name}): every implementation failed: {'; '.join(failures)}"
         )
 
-    def _try(self, plan, index, candidate, bridge, module, own, params, args, kwargs):
-        """Bind and run one candidate; returns (forward, result) or the failure text."""
+    def _try(
+        self,
+        plan: OpPlan,
+        index: int,
+        candidate: Candidate,
+        bridge: Bridge,
+        module: nn.Module,
+        own: Forward,
+        params: Any,
+        args: Sequence[Any],
+        kwargs: dict[str, Any],
+    ) -> tuple[Forward, Any] | Refusal:
+        """Check, bind and run one candidate: its forward and this call's result, or why it
+        cannot serve this instance (it refuses the parameters, or its first call raised)."""
+        unsupported = candidate.impl.supports(params)
+        if unsupported:
+            self._refuse_if_strict(plan, index, candidate, unsupported)
+            return Refusal(unsupported)
         snapshot = None
         if candidate.impl.mutates_inputs:
             snapshot = [(t, t.clone()) for t in bridge.mutable_tensors(args, kwargs)]
@@ -130,7 +142,7 @@ class Dispatcher:
                 f"Implementation {candidate.impl_id!r} failed for op {plan.op!r}: {exc!r}",
                 level=logging.WARNING,
             )  # fmt: skip
-            return repr(exc)
+            return Refusal(repr(exc))
 
     @staticmethod
     def _refuse_if_strict(plan: OpPlan, index: int, candidate: Candidate, reason: str) -> None:

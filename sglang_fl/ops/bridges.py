@@ -14,6 +14,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from sglang_fl.dispatch.backend import Refusal
+from sglang_fl.ops.catalog import GEMMA_RMS_NORM, RMS_NORM, ROTARY_EMBEDDING, SILU_AND_MUL
 from sglang_fl.ops.params import ActivationParams, NormParams, RotaryParams
 
 Forward = Callable[..., Any]
@@ -28,8 +30,10 @@ class Bridge:
 
     op: str
 
-    def params(self, module: nn.Module, args: Sequence[Any], kwargs: dict[str, Any]) -> Any | str:
-        """Static parameters of ``module`` for ``bind``, or the reason it is not dispatched."""
+    def params(
+        self, module: nn.Module, args: Sequence[Any], kwargs: dict[str, Any]
+    ) -> Any | Refusal:
+        """Static parameters of ``module`` for ``bind``, or why it stays on SGLang's own path."""
         raise NotImplementedError
 
     def forward(self, module: nn.Module, kernel: Callable[..., Any], own: Forward) -> Forward:
@@ -42,7 +46,7 @@ class Bridge:
 
 
 class SiluAndMulBridge(Bridge):
-    op = "silu_and_mul"
+    op = SILU_AND_MUL
 
     def params(self, module, args, kwargs):
         x = _arg(args, kwargs, 0, "x")
@@ -56,19 +60,24 @@ class SiluAndMulBridge(Bridge):
 
 
 class _NormBridge(Bridge):
-    """RMSNorm and GemmaRMSNorm: ``forward(x, residual=None, post_residual_addition=None)``.
+    """RMSNorm and GemmaRMSNorm: ``forward(x, residual=None, post_residual_addition=None)``,
+    plus RMSNorm's ``quant_linear=None`` on SGLang 0.5.18+.
 
     Semantics kept from SGLang's kernel paths (CUDA, NPU, CPU-AMX, MUSA, HIP):
     ``post_residual_addition`` is first added to the residual in the input dtype, then fused
     into the add + norm; with a residual the result is ``(normed, x + residual)``, otherwise
     ``normed``. (SGLang's ``forward_native`` instead sums all three in fp32; the results differ
     by at most one rounding of ``residual + post``, see tests/backends.)
+
+    A call with ``quant_linear`` (the projection whose FP8 input quantization SGLang may fuse
+    into the norm, which then returns the quantized activation) is handed to SGLang's own path
+    unchanged: the kernel contract has no quantized output.
     """
 
     def params(self, module, args, kwargs):
-        reason = self.unsupported(module)
-        if reason:
-            return reason
+        refusal = self.unsupported(module)
+        if refusal is not None:
+            return refusal
         x = _arg(args, kwargs, 0, "x")
         return NormParams(
             weight=module.weight,
@@ -78,11 +87,14 @@ class _NormBridge(Bridge):
             device=x.device,
         )
 
-    def unsupported(self, module: nn.Module) -> str | None:
+    def unsupported(self, module: nn.Module) -> Refusal | None:
+        """Why this instance's configuration is outside the norm contract, or None."""
         return None
 
     def forward(self, module, kernel, own):
         def forward(x, residual=None, post_residual_addition=None, quant_linear=None):
+            if quant_linear is not None:
+                return own(x, residual, post_residual_addition, quant_linear=quant_linear)
             if residual is not None and post_residual_addition is not None:
                 residual = residual + post_residual_addition
             return kernel(x, residual)
@@ -95,23 +107,23 @@ class _NormBridge(Bridge):
 
 
 class RMSNormBridge(_NormBridge):
-    op = "rms_norm"
+    op = RMS_NORM
 
     def unsupported(self, module):
         # Variants whose numerics differ from the plain contract stay on SGLang's path.
         if getattr(module, "variance_size_override", None) is not None:
-            return "var_hidden_size differs from hidden_size"
+            return Refusal("var_hidden_size differs from hidden_size")
         if getattr(module, "cast_x_before_out_mul", False):
-            return "cast_x_before_out_mul=True"
+            return Refusal("cast_x_before_out_mul=True")
         if getattr(module, "fp32_residual", False):
-            return "fp32_residual=True"
+            return Refusal("fp32_residual=True")
         if getattr(module, "override_orig_dtype", None) is not None:
-            return "override_orig_dtype is set"
+            return Refusal("override_orig_dtype is set")
         return None
 
 
 class GemmaRMSNormBridge(_NormBridge):
-    op = "gemma_rms_norm"
+    op = GEMMA_RMS_NORM
 
 
 class RotaryEmbeddingBridge(Bridge):
@@ -121,11 +133,11 @@ class RotaryEmbeddingBridge(Bridge):
     attention-backend feature) is handed to SGLang's own path unchanged.
     """
 
-    op = "rotary_embedding"
+    op = ROTARY_EMBEDDING
 
     def params(self, module, args, kwargs):
         if hasattr(module, "sin_cos_cache"):
-            return "instance carries a precomputed sin_cos_cache"
+            return Refusal("instance carries a precomputed sin_cos_cache")
         query = _arg(args, kwargs, 1, "query")
         return RotaryParams(
             cos_sin_cache=module.cos_sin_cache,

@@ -1,4 +1,8 @@
-"""The static catalogue of fused ops: op names (used in policies) and SGLang class names.
+"""The static catalogue of Layer 2: op names, the SGLang classes behind them, and backend kinds.
+
+Every other module (settings validation, selection, backends, bridges, the CLI) takes these
+names from here, so a name is spelt once: a misspelt constant is an import error, and the
+registry refuses an implementation keyed by a name that is not listed here.
 
 Kept free of torch/SGLang imports so config validation and the CLI can use it anywhere.
 Class names that a given SGLang version lacks are simply not intercepted there.
@@ -6,7 +10,16 @@ Class names that a given SGLang version lacks are simply not intercepted there.
 
 from __future__ import annotations
 
+import enum
+from collections.abc import Mapping
 from dataclasses import dataclass
+
+# --------------------------------------------------------------------------- op names
+
+SILU_AND_MUL = "silu_and_mul"
+RMS_NORM = "rms_norm"
+GEMMA_RMS_NORM = "gemma_rms_norm"
+ROTARY_EMBEDDING = "rotary_embedding"
 
 
 @dataclass(frozen=True)
@@ -19,7 +32,6 @@ class OpFamily:
 
     name: str
     classes: tuple[str, ...]
-    description: str
 
     @property
     def root(self) -> str:
@@ -27,19 +39,15 @@ class OpFamily:
 
 
 OP_FAMILIES: tuple[OpFamily, ...] = (
-    OpFamily("silu_and_mul", ("SiluAndMul",), "SiLU(x[..., :d]) * x[..., d:]"),
+    # SiLU(x[..., :d]) * x[..., d:]
+    OpFamily(SILU_AND_MUL, ("SiluAndMul",)),
+    # RMS normalization, optionally fused with the residual add
+    OpFamily(RMS_NORM, ("RMSNorm",)),
+    # the same with the scale (1 + weight)
+    OpFamily(GEMMA_RMS_NORM, ("GemmaRMSNorm",)),
+    # rotary position embedding from a cos/sin cache (neox and interleaved, partial rotary_dim)
     OpFamily(
-        "rms_norm",
-        ("RMSNorm",),
-        "RMS normalization, optionally fused with the residual add",
-    ),
-    OpFamily(
-        "gemma_rms_norm",
-        ("GemmaRMSNorm",),
-        "Gemma RMS normalization (scale 1 + weight), optionally fused with the residual add",
-    ),
-    OpFamily(
-        "rotary_embedding",
+        ROTARY_EMBEDDING,
         (
             "RotaryEmbedding",
             "LinearScalingRotaryEmbedding",
@@ -49,13 +57,35 @@ OP_FAMILIES: tuple[OpFamily, ...] = (
             "Llama3RotaryEmbedding",
             "Gemma4RotaryEmbedding",
         ),
-        "rotary position embedding from a cos/sin cache (neox and interleaved, partial rotary_dim)",
     ),
 )
 
-OPS_BY_NAME: dict[str, OpFamily] = {family.name: family for family in OP_FAMILIES}
-OP_NAMES: tuple[str, ...] = tuple(OPS_BY_NAME)
+OP_NAMES: tuple[str, ...] = tuple(family.name for family in OP_FAMILIES)
 FAMILY_BY_CLASS: dict[str, OpFamily] = {
     cls: family for family in OP_FAMILIES for cls in family.classes
 }
 CLASS_NAMES: tuple[str, ...] = tuple(FAMILY_BY_CLASS)
+
+# --------------------------------------------------------------------------- backend kinds
+
+
+class ImplKind(str, enum.Enum):
+    """The kinds of backend. Each value is also a policy token (``prefer``, ``op_backends``)."""
+
+    FLAGOS = "flagos"
+    VENDOR = "vendor"
+    REFERENCE = "reference"
+
+
+# Within a kind, higher wins; spaced by 50 so future kinds can slot in between.
+PRIORITY: Mapping[ImplKind, int] = {ImplKind.FLAGOS: 150, ImplKind.VENDOR: 100,
+                                    ImplKind.REFERENCE: 50}  # fmt: skip
+KIND_NAMES: tuple[str, ...] = tuple(kind.value for kind in ImplKind)
+
+
+def default_order(prefer: str) -> tuple[str, ...]:
+    """The kinds tried for ``prefer`` when no per-op order is set: the preferred kind first,
+    then the others by priority (flagos > vendor > reference)."""
+    preferred = ImplKind(prefer)
+    ranked = sorted(ImplKind, key=lambda kind: (kind is not preferred, -PRIORITY[kind]))
+    return tuple(kind.value for kind in ranked)

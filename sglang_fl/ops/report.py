@@ -11,7 +11,7 @@ from typing import Any
 from sglang_fl.bundles import discover_bundles
 from sglang_fl.config import load_settings
 from sglang_fl.dispatch.registry import build_registry
-from sglang_fl.dispatch.selection import DEFAULT_ORDER, plan_op, vendor_filter
+from sglang_fl.dispatch.selection import op_order, plan_op, vendor_filter
 from sglang_fl.errors import DispatchError
 from sglang_fl.ops.catalog import OP_FAMILIES
 
@@ -22,9 +22,10 @@ def ops_report() -> dict[str, Any]:
     ops = []
     for family in OP_FAMILIES:
         implementations = []
-        for backend in sorted(registry.backends, key=lambda b: (-b.priority, b.impl_id)):
+        for backend in registry.ranked():
             available = registry.availability(backend)
-            reason = vendor_filter(backend, settings) or available.reason
+            denied = vendor_filter(backend, settings)
+            reason = denied.reason if denied is not None else available.reason
             if available.ok and family.name not in backend.implementations():
                 continue
             implementations.append({
@@ -38,7 +39,7 @@ def ops_report() -> dict[str, Any]:
             chosen, error = None, str(exc)
         ops.append({
             "op": family.name, "classes": list(family.classes),
-            "order": list(settings.op_backends.get(family.name) or DEFAULT_ORDER[settings.prefer]),
+            "order": list(op_order(family.name, settings)),
             "implementations": implementations, "chosen": chosen, "error": error,
         })  # fmt: skip
     return {"platform": settings.platform, "strict": settings.strict, "ops": ops}

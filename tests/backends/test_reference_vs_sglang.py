@@ -17,12 +17,12 @@ exception is RMSNorm with ``post_residual_addition`` (see the test there).
 SGLang's layer modules resolve ``current_platform`` on import, so the platform is pinned to
 sglang-fl's (``SGLANG_PLATFORM=sglang_fl``, its installed platform entry point) around the
 SGLang imports. It is set here with ``setdefault`` (an explicit setting wins) rather than in
-a conftest, and removed again once SGLang has cached its platform; the shared
-``tests/conftest.py`` may take this over later.
+a conftest, and removed again once SGLang has cached its platform.
 """
 
 from __future__ import annotations
 
+import inspect
 import os
 import warnings
 
@@ -30,6 +30,7 @@ import pytest
 import torch
 
 from sglang_fl.backends.reference import ReferenceBackend
+from sglang_fl.dispatch.backend import Refusal
 from sglang_fl.ops.bridges import BRIDGES, RMSNormBridge
 from sglang_fl.ops.params import NormParams, RotaryParams
 
@@ -92,7 +93,7 @@ def _reference_forward(op: str, module: torch.nn.Module, args: tuple):
     """What the dispatcher installs for ``module``: bridge params -> bind -> bridge forward."""
     bridge = BRIDGES[op]
     params = bridge.params(module, args, {})
-    assert not isinstance(params, str), f"bridge declined the module: {params}"
+    assert not isinstance(params, Refusal), f"bridge declined the module: {params.reason}"
     kernel = ReferenceBackend().implementations()[op].bind(params)
     return bridge.forward(module, kernel, own=None), params
 
@@ -266,7 +267,25 @@ def test_rms_norm_variants_outside_the_contract_are_declined(kwargs, reason):
     module = RMSNorm(64, **kwargs)
     x = _randn(2, 64)
     declined = RMSNormBridge().params(module, (x,), {})
-    assert isinstance(declined, str) and reason in declined
+    assert isinstance(declined, Refusal) and reason in declined.reason
+
+
+@pytest.mark.skipif(
+    "quant_linear" not in inspect.signature(RMSNorm.forward_native).parameters,
+    reason="this SGLang's RMSNorm takes no quant_linear (added in 0.5.18)",
+)
+def test_rms_norm_call_with_quant_linear_runs_sglangs_own_path():
+    """The bridge hands a call with quant_linear to SGLang's own forward, with SGLang's
+    argument names, and does not run the kernel."""
+    module = _rms_norm(64, torch.float32, seed=50)
+    x, residual, post = (_randn(5, 64, seed=s) for s in (51, 52, 53))
+    linear = torch.nn.Linear(64, 64)
+    kernel_calls = []
+    forward = BRIDGES["rms_norm"].forward(module, lambda *a: kernel_calls.append(a),
+                                          own=module.forward_native)  # fmt: skip
+    ours = forward(x.clone(), residual.clone(), post, quant_linear=linear)
+    _assert_same(ours, module.forward_native(x.clone(), residual.clone(), post, linear))
+    assert kernel_calls == []
 
 
 # --------------------------------------------------------------------------- rotary
@@ -412,4 +431,5 @@ def test_rotary_bridge_declines_precomputed_sin_cos_cache():
     module = RotaryEmbedding(32, 32, 64, 10000, True, torch.float32)
     module.sin_cos_cache = module.cos_sin_cache[:4]
     args = (torch.arange(4), _randn(4, 32), _randn(4, 32))
-    assert isinstance(BRIDGES["rotary_embedding"].params(module, args, {}), str)
+    declined = BRIDGES["rotary_embedding"].params(module, args, {})
+    assert isinstance(declined, Refusal) and "sin_cos_cache" in declined.reason

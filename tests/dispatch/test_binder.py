@@ -25,7 +25,8 @@ from sglang_fl.config import load_settings
 from sglang_fl.dispatch.backend import Availability, Backend, ImplKind, OpImpl
 from sglang_fl.dispatch.binder import Dispatcher
 from sglang_fl.dispatch.dispatch_log import DispatchLog
-from sglang_fl.dispatch.selection import Registry, plan_op
+from sglang_fl.dispatch.registry import Registry
+from sglang_fl.dispatch.selection import plan_op
 from sglang_fl.errors import DispatchError
 from sglang_fl.ops.bridges import BRIDGES
 
@@ -51,13 +52,15 @@ class RMSNormLike(nn.Module):
         for name, value in attrs.items():
             setattr(self, name, value)
         self.native_calls = 0
+        self.quant_linears: list[nn.Module | None] = []  # what forward_native was given
         self._forward_method = self.forward_native
 
     def forward(self, *args, **kwargs):
         return self._forward_method(*args, **kwargs)
 
-    def forward_native(self, x, residual=None, post_residual_addition=None):
+    def forward_native(self, x, residual=None, post_residual_addition=None, quant_linear=None):
         self.native_calls += 1
+        self.quant_linears.append(quant_linear)
         if residual is not None and post_residual_addition is not None:
             residual = residual + post_residual_addition
         return expected_rms_norm(x, residual, self.weight.detach(), self.variance_epsilon)
@@ -404,6 +407,31 @@ def test_post_residual_addition_is_added_to_residual():
 
 
 # --------------------------------------------------------------------------- own path
+
+
+def test_call_with_quant_linear_goes_to_own_path_unchanged():
+    """RMSNorm's quant_linear (SGLang 0.5.18+) asks for a quantized output the kernel contract
+    does not have: such calls run SGLang's own forward with every argument, never the kernel."""
+    fast = Counter()
+    dispatcher = make_dispatcher(
+        [ImplBackend("flagos", {"rms_norm": working_norm_impl(fast)}), ReferenceBackend()]
+    )
+    module = attach(RMSNormLike(), dispatcher, "RMSNorm", "rms_norm")
+    x, residual = norm_inputs()
+    extra = torch.full_like(residual, 0.5)
+    linear = nn.Linear(HIDDEN, HIDDEN)
+    expected = expected_rms_norm(x, residual + extra, module.weight.detach(), EPS)
+
+    first = module(x, residual, extra, linear)  # the first call binds, then hands over
+    assert module._forward_method is dispatcher.bindings[module].forward  # bound: flagos
+    later = module(x, residual, post_residual_addition=extra, quant_linear=linear)
+    torch.testing.assert_close(first, expected)
+    torch.testing.assert_close(later, expected)
+    assert module.native_calls == 2 and module.quant_linears == [linear, linear]
+    assert fast.calls == 0
+
+    module(x, residual)  # without it, the bound kernel runs
+    assert fast.calls == 1 and module.native_calls == 2
 
 
 @pytest.mark.parametrize(

@@ -20,16 +20,16 @@ from sglang_fl.backends.reference import ReferenceBackend
 from sglang_fl.bundles import PlatformBundle, discover_bundles
 from sglang_fl.config import load_settings
 from sglang_fl.dispatch.backend import (
-    PRIORITY,
     Availability,
     Backend,
-    ImplKind,
     OpImpl,
+    Refusal,
     UnloadableBackend,
 )
-from sglang_fl.dispatch.selection import Registry, Rejection, plan_op
+from sglang_fl.dispatch.registry import Registry
+from sglang_fl.dispatch.selection import Rejection, plan_op, vendor_filter
 from sglang_fl.errors import DispatchError
-from sglang_fl.ops.catalog import OP_NAMES
+from sglang_fl.ops.catalog import OP_NAMES, PRIORITY, ImplKind
 
 ALL_OPS = tuple(OP_NAMES)
 
@@ -310,11 +310,6 @@ def test_availability_is_checked_once_per_backend():
     assert [b.availability_calls for b in backends] == [1, 1, 1]
 
 
-def test_duplicate_backend_ids_are_refused():
-    with pytest.raises(DispatchError, match="duplicate"):
-        Registry([StubBackend("reference"), StubBackend("reference")])
-
-
 # --------------------------------------------------------------------------- strict mode
 
 
@@ -409,3 +404,15 @@ def test_nothing_usable_mixes_denied_and_unavailable():
     assert "vendor.alpha: vendor 'alpha' is in deny_vendors" in message
     assert "flagos: unavailable: gone" in message
     assert "reference" not in message.split("(")[-1]  # reference was never listed
+
+
+# --------------------------------------------------------------------------- refusals
+
+
+def test_vendor_filter_says_why_as_a_refusal():
+    s = settings(SGLANG_FL_ALLOW_VENDORS="beta")
+    assert vendor_filter(StubBackend("vendor", "alpha"), s) == Refusal(
+        "vendor 'alpha' is not in allow_vendors"
+    )
+    assert vendor_filter(StubBackend("vendor", "beta"), s) is None
+    assert vendor_filter(StubBackend("flagos"), s) is None

@@ -39,6 +39,7 @@ from typing import Any
 import torch
 
 from sglang_fl.dispatch.backend import Availability, Backend, ImplKind, OpImpl
+from sglang_fl.ops.catalog import GEMMA_RMS_NORM, RMS_NORM, ROTARY_EMBEDDING, SILU_AND_MUL
 from sglang_fl.ops.params import ActivationParams, NormParams, RotaryParams
 
 KERNEL_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
@@ -189,10 +190,10 @@ def _bind_rotary(params: RotaryParams) -> Callable[..., Any]:
 # --------------------------------------------------------------------------- the backend
 
 IMPLEMENTATIONS: Mapping[str, OpImpl] = {
-    "silu_and_mul": OpImpl(_bind_silu_and_mul, supports=_supports_silu_and_mul),
-    "rms_norm": OpImpl(_bind_rms_norm, supports=_supports_rms_norm),
-    "gemma_rms_norm": OpImpl(_bind_gemma_rms_norm, supports=_supports_gemma_rms_norm),
-    "rotary_embedding": OpImpl(_bind_rotary, supports=_supports_rotary),
+    SILU_AND_MUL: OpImpl(_bind_silu_and_mul, supports=_supports_silu_and_mul),
+    RMS_NORM: OpImpl(_bind_rms_norm, supports=_supports_rms_norm),
+    GEMMA_RMS_NORM: OpImpl(_bind_gemma_rms_norm, supports=_supports_gemma_rms_norm),
+    ROTARY_EMBEDDING: OpImpl(_bind_rotary, supports=_supports_rotary),
 }
 
 

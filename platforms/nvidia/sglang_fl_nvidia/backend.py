@@ -30,6 +30,7 @@ import torch
 
 from sglang_fl.compat import fused_ops
 from sglang_fl.dispatch.backend import Availability, Backend, ImplKind, OpImpl
+from sglang_fl.ops.catalog import GEMMA_RMS_NORM, RMS_NORM, ROTARY_EMBEDDING, SILU_AND_MUL
 from sglang_fl.ops.params import ActivationParams, NormParams, RotaryParams
 
 NORM_DTYPES = (torch.float16, torch.bfloat16)
@@ -130,10 +131,10 @@ def _bind_rotary(params: RotaryParams) -> Callable[..., Any]:
 # --------------------------------------------------------------------------- the backend
 
 IMPLEMENTATIONS: Mapping[str, OpImpl] = {
-    "silu_and_mul": OpImpl(_bind_silu_and_mul, supports=_supports_silu_and_mul),
-    "rms_norm": OpImpl(_bind_rms_norm, mutates_inputs=True, supports=_supports_norm),
-    "gemma_rms_norm": OpImpl(_bind_gemma_rms_norm, mutates_inputs=True, supports=_supports_norm),
-    "rotary_embedding": OpImpl(_bind_rotary, mutates_inputs=True, supports=_supports_rotary),
+    SILU_AND_MUL: OpImpl(_bind_silu_and_mul, supports=_supports_silu_and_mul),
+    RMS_NORM: OpImpl(_bind_rms_norm, mutates_inputs=True, supports=_supports_norm),
+    GEMMA_RMS_NORM: OpImpl(_bind_gemma_rms_norm, mutates_inputs=True, supports=_supports_norm),
+    ROTARY_EMBEDDING: OpImpl(_bind_rotary, mutates_inputs=True, supports=_supports_rotary),
 }
 
 

@@ -32,6 +32,7 @@ from typing import Any
 import torch
 
 from sglang_fl.dispatch.backend import Availability, Backend, ImplKind, OpImpl
+from sglang_fl.ops.catalog import GEMMA_RMS_NORM, RMS_NORM, ROTARY_EMBEDDING, SILU_AND_MUL
 from sglang_fl.ops.params import ActivationParams, NormParams, RotaryParams
 from sglang_fl_template import DEVICE_TYPE
 
@@ -144,12 +145,12 @@ def _bind_rotary(params: RotaryParams) -> Callable[..., Any]:
 # --------------------------------------------------------------------------- the backend
 
 IMPLEMENTATIONS: Mapping[str, OpImpl] = {
-    "silu_and_mul": OpImpl(_bind_silu_and_mul, supports=_supports_activation),
+    SILU_AND_MUL: OpImpl(_bind_silu_and_mul, supports=_supports_activation),
     # writes its output into x and the new residual into residual: declared, so a failing first
     # call is rolled back before sglang-fl falls back to another implementation
-    "rms_norm": OpImpl(_bind_rms_norm, mutates_inputs=True, supports=_supports_norm),
-    "gemma_rms_norm": OpImpl(_bind_gemma_rms_norm, supports=_supports_norm),
-    "rotary_embedding": OpImpl(_bind_rotary, supports=_supports_rotary),
+    RMS_NORM: OpImpl(_bind_rms_norm, mutates_inputs=True, supports=_supports_norm),
+    GEMMA_RMS_NORM: OpImpl(_bind_gemma_rms_norm, supports=_supports_norm),
+    ROTARY_EMBEDDING: OpImpl(_bind_rotary, supports=_supports_rotary),
 }
 
 

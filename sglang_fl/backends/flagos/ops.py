@@ -3,21 +3,31 @@
 Each ``bind`` does the one-off work for an op instance (the launch heuristics for its hidden
 size or rotary dim; nothing is copied or cast: weights and the cos/sin cache are used as they
 are, so a later weight reload is seen) and returns a closure over our Triton launchers
-(``kernels.py``). Imported only where the backend is available (Triton with a GPU backend).
+(``kernels.py``). Triton is imported by the first ``bind``, not here: the registry lists every
+backend's implementations at registration, on hosts without Triton too.
 """
 
 from __future__ import annotations
 
-from sglang_fl.backends.flagos import kernels
+from types import ModuleType
+
 from sglang_fl.dispatch.backend import OpImpl
+from sglang_fl.ops.catalog import GEMMA_RMS_NORM, RMS_NORM, ROTARY_EMBEDDING, SILU_AND_MUL
 from sglang_fl.ops.params import ActivationParams, NormParams, RotaryParams
 
 
+def _kernels() -> ModuleType:
+    from sglang_fl.backends.flagos import kernels
+
+    return kernels
+
+
 def _bind_silu_and_mul(params: ActivationParams):
-    return kernels.silu_and_mul  # width and row count are known per call; configs are cached
+    return _kernels().silu_and_mul  # width and row count are known per call; configs are cached
 
 
 def _bind_norm(gemma: bool, params: NormParams):
+    kernels = _kernels()
     weight, eps = params.weight, params.eps
     config = kernels.norm_config(params.hidden_size, params.dtype.itemsize)
     norm, add_norm = kernels.norm, kernels.add_norm
@@ -41,6 +51,7 @@ def _bind_gemma_rms_norm(params: NormParams):
 
 def _bind_rotary(params: RotaryParams):
     cache, head_size, is_neox = params.cos_sin_cache, params.head_size, params.is_neox_style
+    kernels = _kernels()
     half = params.rotary_dim // 2
     config = kernels.rotary_config(params.rotary_dim, params.dtype.itemsize)
     rotary = kernels.rotary
@@ -65,8 +76,8 @@ def _rotary_supported(params: RotaryParams) -> str | None:
 
 
 IMPLEMENTATIONS = {
-    "silu_and_mul": OpImpl(_bind_silu_and_mul),
-    "rms_norm": OpImpl(_bind_rms_norm, mutates_inputs=True),
-    "gemma_rms_norm": OpImpl(_bind_gemma_rms_norm, mutates_inputs=True),
-    "rotary_embedding": OpImpl(_bind_rotary, mutates_inputs=True, supports=_rotary_supported),
+    SILU_AND_MUL: OpImpl(_bind_silu_and_mul),
+    RMS_NORM: OpImpl(_bind_rms_norm, mutates_inputs=True),
+    GEMMA_RMS_NORM: OpImpl(_bind_gemma_rms_norm, mutates_inputs=True),
+    ROTARY_EMBEDDING: OpImpl(_bind_rotary, mutates_inputs=True, supports=_rotary_supported),
 }

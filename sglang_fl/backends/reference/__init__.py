@@ -7,6 +7,7 @@ from functools import partial
 
 from sglang_fl.backends.reference import math
 from sglang_fl.dispatch.backend import Availability, Backend, ImplKind, OpImpl
+from sglang_fl.ops.catalog import GEMMA_RMS_NORM, RMS_NORM, ROTARY_EMBEDDING, SILU_AND_MUL
 from sglang_fl.ops.params import ActivationParams, NormParams, RotaryParams
 
 
@@ -45,8 +46,8 @@ class ReferenceBackend(Backend):
 
     def implementations(self) -> Mapping[str, OpImpl]:
         return {
-            "silu_and_mul": OpImpl(_bind_silu_and_mul),
-            "rms_norm": OpImpl(partial(_bind_norm, math.rms_norm)),
-            "gemma_rms_norm": OpImpl(partial(_bind_norm, math.gemma_rms_norm)),
-            "rotary_embedding": OpImpl(_bind_rotary),
+            SILU_AND_MUL: OpImpl(_bind_silu_and_mul),
+            RMS_NORM: OpImpl(partial(_bind_norm, math.rms_norm)),
+            GEMMA_RMS_NORM: OpImpl(partial(_bind_norm, math.gemma_rms_norm)),
+            ROTARY_EMBEDDING: OpImpl(_bind_rotary),
         }
