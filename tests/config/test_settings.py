@@ -30,7 +30,15 @@ import yaml
 
 import sglang_fl.config.settings as settings_mod
 from sglang_fl.bundles import PlatformBundle, discover_bundles
-from sglang_fl.config import _CONFIG_DIR, YAML_FIELDS, load_settings
+from sglang_fl.config import (
+    _CONFIG_DIR,
+    ENV,
+    FIELDS,
+    PUBLIC_FIELDS,
+    YAML_FIELDS,
+    Settings,
+    load_settings,
+)
 from sglang_fl.errors import ConfigError
 from sglang_fl.ops.catalog import CLASS_NAMES, OP_NAMES
 
@@ -316,6 +324,8 @@ def test_precedence(bundles, tmp_path, env, user, field, expected, source, optio
     settings = load_settings(env=env)
     assert getattr(settings, field) == _sub(expected, tmp_path, user_path)
     assert settings.sources[field] == _sub(source, tmp_path, user_path)
+    kind, _, name = _sub(source, tmp_path, user_path).partition(":")
+    assert (settings.sources[field].kind.value, settings.sources[field].name) == (kind, name)
     if user is not None:
         assert settings.config_file == user_path
 
@@ -560,6 +570,22 @@ def test_user_file_that_is_not_text_is_a_config_error(tmp_path):
     assert message.endswith("; accepted: a readable UTF-8 YAML file")
 
 
+# The documented variables (README "Environment variables"), by the setting they feed.
+DOCUMENTED_ENV = {
+    "prefer": "SGLANG_FL_PREFER", "strict": "SGLANG_FL_STRICT", "op_backends": "SGLANG_FL_PER_OP",
+    "allow_vendors": "SGLANG_FL_ALLOW_VENDORS", "deny_vendors": "SGLANG_FL_DENY_VENDORS",
+    "oot_enabled": "SGLANG_FL_OOT_ENABLED", "oot_whitelist": "SGLANG_FL_OOT_WHITELIST",
+    "oot_blacklist": "SGLANG_FL_OOT_BLACKLIST", "use_flaggems": "USE_FLAGGEMS",
+    "flagos_whitelist": "SGLANG_FL_FLAGOS_WHITELIST",
+    "flagos_blacklist": "SGLANG_FL_FLAGOS_BLACKLIST", "dispatch_log": "SGLANG_FL_DISPATCH_LOG",
+    "dist_backend": "SGLANG_FL_DIST_BACKEND", "platform": "SGLANG_FL_PLATFORM",
+    "log_level": "SGLANG_FL_LOG_LEVEL", "flaggems_record": "SGLANG_FLAGGEMS_RECORD",
+    "flaggems_log_path": "SGLANG_FLAGGEMS_LOG_PATH",
+    "flaggems_log_once": "SGLANG_FLAGGEMS_LOG_ONCE", "aten_trace": "SGLANG_FL_ATEN_TRACE",
+    "allow_untested_sglang": "SGLANG_FL_ALLOW_UNTESTED_SGLANG",
+}  # fmt: skip
+
+
 def test_unknown_variable_check_ignores_other_prefixes():
     """Only SGLANG_FL_* is reserved: SGLang's own SGLANG_* and unrelated vars are fine."""
     settings = load_settings(env={"SGLANG_PLUGINS": "sglang_fl", "SGLANG_FLAGGEMS_RECORD": "1",
@@ -658,3 +684,46 @@ def test_without_steering_drops_every_variable_that_configures_sglang_fl():
     assert without_steering(env) == {"PATH": "/bin", "CUDA_VISIBLE_DEVICES": "0"}
     for name in (*ENV.values(), "SGLANG_FL_CONFIG", "FLAGCX_PATH"):
         assert not without_steering({name: "1"}), name
+
+
+# --------------------------------------------------------------------------- (5) the field table
+
+
+def test_env_names_derive_from_the_table_and_stay_the_documented_ones():
+    assert dict(ENV) == DOCUMENTED_ENV
+    assert list(ENV) == [name for name, spec in FIELDS.items() if spec.env]
+
+
+def test_public_and_yaml_fields_derive_from_the_table():
+    # the order is the row order of `sglang-fl config`
+    assert PUBLIC_FIELDS == (
+        "prefer", "strict", "op_backends", "allow_vendors", "deny_vendors", "oot_enabled",
+        "oot_whitelist", "oot_blacklist", "use_flaggems", "flagos_whitelist", "flagos_blacklist",
+        "dispatch_log", "dist_backend", "flagcx_path", "platform", "allow_untested_sglang",
+    )  # fmt: skip
+    assert tuple(name for name, spec in FIELDS.items() if spec.public) == PUBLIC_FIELDS
+    assert tuple(name for name, spec in FIELDS.items() if spec.yaml) == YAML_FIELDS
+    assert tuple(settings_mod.FileConfig.model_fields) == YAML_FIELDS
+
+
+def test_every_table_row_is_a_settings_field_and_defaults_come_from_it(bundles):
+    """Unset everywhere, each setting is its table default (platform and dist_backend come
+    from the platform bundle)."""
+    bundles(platform_yaml="")
+    settings = load_settings(env={})
+    fields = {f.name for f in dataclasses.fields(Settings)}
+    assert set(FIELDS) == fields - {"config_file", "sources"}
+    assert set(settings.sources) == set(FIELDS)
+    for name, spec in FIELDS.items():
+        if name in ("platform", "dist_backend"):
+            continue
+        assert getattr(settings, name) == spec.default, name
+        assert settings.sources[name] == "default", name
+    assert (settings.platform, settings.dist_backend) == ("cpu", "gloo")
+
+
+def test_defaults_are_not_shared_between_loads(bundles):
+    bundles(platform_yaml="")
+    first, second = load_settings(env={}), load_settings(env={})
+    assert first.op_backends == second.op_backends == {}
+    assert first.op_backends is not second.op_backends
