@@ -11,7 +11,8 @@ parsed and checked (a :class:`ValueType`) and whether ``sglang-fl config --json`
 The env names (``ENV``), the YAML schema (``FileConfig``), the public keys and the resolution
 all derive from that table. The rules that are more than "highest source wins" sit on top of
 it: the whitelist/blacklist pairs (``blacklist=``), and the platform, ``dist_backend`` and
-``flagcx_path`` resolvers (``resolve=``).
+``flagcx_path`` resolvers (``resolve=``). The platform is chosen once per load, before
+anything else is read (``_select_platform``).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from sglang_fl.bundles import (
     known_vendors,
 )
 from sglang_fl.config.source import DEFAULT, Source
-from sglang_fl.errors import ConfigError, PlatformError, one_of
+from sglang_fl.errors import ConfigError, NoPlatformError, one_of
 from sglang_fl.ops.catalog import CLASS_NAMES, OP_NAMES
 
 PREFERENCES = ("flagos", "vendor", "reference")
@@ -624,17 +625,20 @@ def _file_field_error(path: Path, exc: ValidationError) -> ConfigError:
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Build the effective :class:`Settings` from ``env`` (default: ``os.environ``).
 
-    Raises :class:`~sglang_fl.errors.ConfigError` on the first bad value, naming it.
+    The platform is chosen first: where none is forced or detected this raises
+    :class:`~sglang_fl.errors.NoPlatformError` before anything else is checked (sglang-fl stays
+    inactive there). Otherwise raises :class:`~sglang_fl.errors.ConfigError` on the first bad
+    value, naming it.
     """
     env = dict(os.environ if env is None else env)
-    _reject_unknown_env(env)
     bundles = discover_bundles()
     platform = _select_platform(env, bundles)
     if platform is None:
-        raise PlatformError(
+        raise NoPlatformError(
             f"no installed platform bundle detected its hardware (installed: "
             f"{one_of(bundles)}); set {ENV['platform']} to force one"
         )
+    _reject_unknown_env(env)
     user = _user_file(env)
     layers = _Layers(env, _yaml_layers(user, platform.bundle), known_vendors(bundles), platform)
     return Settings(**_resolve_all(layers), config_file=user[0] if user else None,
@@ -697,5 +701,7 @@ def _reject_unknown_env(env: Mapping[str, str]) -> None:
 
 @functools.cache
 def get_settings() -> Settings:
-    """This process's settings, read once from the environment."""
+    """This process's settings, read once from the environment: the platform is detected once
+    per process, here. Raises :class:`~sglang_fl.errors.NoPlatformError` (not cached) where no
+    bundle applies; the plugin then leaves sglang-fl inactive."""
     return load_settings()

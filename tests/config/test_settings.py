@@ -39,7 +39,7 @@ from sglang_fl.config import (
     Settings,
     load_settings,
 )
-from sglang_fl.errors import ConfigError
+from sglang_fl.errors import ConfigError, NoPlatformError
 from sglang_fl.ops.catalog import CLASS_NAMES, OP_NAMES
 
 REAL_CPU = discover_bundles()["cpu"]
@@ -727,3 +727,39 @@ def test_defaults_are_not_shared_between_loads(bundles):
     first, second = load_settings(env={}), load_settings(env={})
     assert first.op_backends == second.op_backends == {}
     assert first.op_backends is not second.op_backends
+
+
+# --------------------------------------------------------------------------- (6) the platform
+
+
+def _cpu_only(monkeypatch, detect) -> None:
+    cpu = dataclasses.replace(REAL_CPU, detect=detect)
+    monkeypatch.setattr(settings_mod, "discover_bundles", lambda: {"cpu": cpu})
+
+
+def test_no_platform_is_reported_before_any_other_check(monkeypatch):
+    """Where no bundle applies sglang-fl stays inactive, so nothing else is judged there."""
+    _cpu_only(monkeypatch, lambda: False)
+    with pytest.raises(NoPlatformError) as info:
+        load_settings(env={"SGLANG_FL_PREFFER": "typo", "SGLANG_FL_PREFER": "fastest"})
+    assert str(info.value) == (
+        "no installed platform bundle detected its hardware (installed: cpu); "
+        "set SGLANG_FL_PLATFORM to force one"
+    )
+
+
+def test_a_forced_platform_needs_no_detection(monkeypatch):
+    def never_called() -> bool:
+        raise AssertionError("detection ran although the platform was forced")
+
+    _cpu_only(monkeypatch, never_called)
+    settings = load_settings(env={"SGLANG_FL_PLATFORM": "cpu"})
+    assert (settings.platform, settings.sources["platform"]) == ("cpu", "env:SGLANG_FL_PLATFORM")
+
+
+def test_the_platform_is_detected_once_per_load(monkeypatch):
+    calls: list[int] = []
+    _cpu_only(monkeypatch, lambda: not calls.append(1))
+    settings = load_settings(env={})
+    assert (settings.platform, settings.sources["platform"]) == ("cpu", "default")
+    assert len(calls) == 1
