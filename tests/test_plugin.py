@@ -66,3 +66,16 @@ def test_inactive_where_no_bundle_applies_and_nothing_else_is_judged(detect, mon
     with caplog.at_level(logging.WARNING, logger=plugin.__name__):
         plugin.load_plugin()
     assert "sglang-fl inactive: no installed platform bundle matches this machine" in caplog.text
+
+
+def test_a_bad_setting_ends_the_process_with_one_line(detect, monkeypatch, capsys):
+    detect(lambda: True)
+    monkeypatch.setenv("SGLANG_FLAGGEMS_RECORDS", "1")
+    with pytest.raises(SystemExit) as info:
+        plugin.activate_platform()
+    assert info.value.code == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "sglang-fl: SGLANG_FLAGGEMS_RECORDS: invalid value '1' (unknown sglang-fl variable); "
+        "accepted: known variables: SGLANG_FLAGGEMS_LOG_ONCE, SGLANG_FLAGGEMS_LOG_PATH, "
+        "SGLANG_FLAGGEMS_RECORD"
+    ]

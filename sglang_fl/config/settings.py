@@ -54,6 +54,8 @@ _ATEN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
 CONFIG_ENV = "SGLANG_FL_CONFIG"
 # FlagCX's own variable (not in ENV): feeds ``flagcx_path`` and makes flagcx the default backend.
 FLAGCX_ENV = "FLAGCX_PATH"
+# Name prefixes reserved for sglang-fl: an unknown variable under one of them is a typo.
+_RESERVED_PREFIXES = ("SGLANG_FL_", "SGLANG_FLAGGEMS_")
 # Every variable that steers sglang-fl (ours, and SGLang's plugin/platform selection), by prefix.
 STEERING_PREFIXES = ("SGLANG_FL_", "USE_FLAGGEMS", "SGLANG_FLAGGEMS_", FLAGCX_ENV,
                      "SGLANG_PLUGINS", "SGLANG_PLATFORM")  # fmt: skip
@@ -691,12 +693,14 @@ def _user_file(env: Mapping[str, str]) -> tuple[Path, BaseModel] | None:
 
 
 def _reject_unknown_env(env: Mapping[str, str]) -> None:
-    """A mistyped SGLANG_FL_* variable must not be silently ignored."""
-    for name in env:
-        if name.startswith("SGLANG_FL_") and name not in KNOWN_ENV:
-            known = one_of(n for n in KNOWN_ENV if n.startswith("SGLANG_FL_"))
+    """A mistyped sglang-fl variable must not be silently ignored: an unknown name under one of
+    our prefixes is an error listing the known variables of that prefix."""
+    for name, value in env.items():
+        prefix = next((p for p in _RESERVED_PREFIXES if name.startswith(p)), None)
+        if prefix is not None and name not in KNOWN_ENV:
+            known = one_of(n for n in KNOWN_ENV if n.startswith(prefix))
             detail = "unknown sglang-fl variable"
-            raise ConfigError(name, env[name], f"known variables: {known}", detail)
+            raise ConfigError(name, value, f"known variables: {known}", detail)
 
 
 @functools.cache

@@ -520,6 +520,12 @@ ERRORS = [
     P({"SGLANG_FL_PREFFER": "vendor"}, None,
       ["SGLANG_FL_PREFFER", "'vendor'", "unknown sglang-fl variable", "SGLANG_FL_PREFER",
        "SGLANG_FL_CONFIG"], {}, id="unknown-variable"),
+    P({"SGLANG_FLAGGEMS_RECORDS": "1"}, None,
+      ["SGLANG_FLAGGEMS_RECORDS", "'1'", "unknown sglang-fl variable", "SGLANG_FLAGGEMS_RECORD",
+       "SGLANG_FLAGGEMS_LOG_PATH"], {}, id="unknown-flaggems-variable"),
+    P({"SGLANG_FLAGGEMS_LOGPATH": ""}, None,
+      ["SGLANG_FLAGGEMS_LOGPATH", "''", "unknown sglang-fl variable", "SGLANG_FLAGGEMS_LOG_PATH"],
+      {}, id="unknown-flaggems-variable-even-empty"),
     P({"SGLANG_FL_PLATFORM": "nonexistent"}, None,
       ["SGLANG_FL_PLATFORM", "'nonexistent'", "accepted: cpu"], CPU_ONLY,
       id="platform-unknown"),
@@ -584,10 +590,33 @@ DOCUMENTED_ENV = {
     "flaggems_log_once": "SGLANG_FLAGGEMS_LOG_ONCE", "aten_trace": "SGLANG_FL_ATEN_TRACE",
     "allow_untested_sglang": "SGLANG_FL_ALLOW_UNTESTED_SGLANG",
 }  # fmt: skip
+KNOWN_FL = sorted(
+    [*(v for v in DOCUMENTED_ENV.values() if v.startswith("SGLANG_FL_")), "SGLANG_FL_CONFIG"]
+)
+KNOWN_FLAGGEMS = ["SGLANG_FLAGGEMS_LOG_ONCE", "SGLANG_FLAGGEMS_LOG_PATH", "SGLANG_FLAGGEMS_RECORD"]
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "known"),
+    [
+        P("SGLANG_FL_PREFFER", "vendor", KNOWN_FL, id="sglang_fl"),
+        P("SGLANG_FLAGGEMS_LOGONCE", "0", KNOWN_FLAGGEMS, id="sglang_flaggems"),
+    ],
+)
+def test_mistyped_variables_of_both_prefixes_fail_alike(name, value, known):
+    """One ConfigError naming the variable, its value and the known variables of its prefix."""
+    with pytest.raises(ConfigError) as info:
+        load_settings(env={"SGLANG_FL_PREFER": "flagos", name: value, "USE_FLAGGEMS": "1"})
+    assert str(info.value) == (
+        f"{name}: invalid value {value!r} (unknown sglang-fl variable); "
+        f"accepted: known variables: {', '.join(known)}"
+    )
+    assert (info.value.setting, info.value.value) == (name, value)
 
 
 def test_unknown_variable_check_ignores_other_prefixes():
-    """Only SGLANG_FL_* is reserved: SGLang's own SGLANG_* and unrelated vars are fine."""
+    """Only SGLANG_FL_* and SGLANG_FLAGGEMS_* are reserved: SGLang's own SGLANG_* and unrelated
+    vars are fine."""
     settings = load_settings(env={"SGLANG_PLUGINS": "sglang_fl", "SGLANG_FLAGGEMS_RECORD": "1",
                                   "PATH": "/usr/bin"})  # fmt: skip
     assert settings.flaggems_record is True
