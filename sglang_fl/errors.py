@@ -39,6 +39,10 @@ class PlatformError(SglangFLError, RuntimeError):
     """Platform bundle discovery or detection failed."""
 
 
+class NoPlatformError(PlatformError):
+    """No platform bundle is forced and none detects its hardware: sglang-fl stays inactive."""
+
+
 class UnsupportedSGLangError(SglangFLError, RuntimeError):
     """The installed SGLang version is outside the supported range."""
 

@@ -13,8 +13,12 @@ import logging
 import os
 import sys
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
-from sglang_fl.errors import SglangFLError, UnsupportedSGLangError
+from sglang_fl.errors import NoPlatformError, SglangFLError, UnsupportedSGLangError
+
+if TYPE_CHECKING:
+    from sglang_fl.config import Settings
 
 logger = logging.getLogger(__name__)
 _loaded_pid: int | None = None
@@ -34,12 +38,12 @@ def fatal_errors() -> Iterator[None]:
 def activate_platform() -> str | None:
     """The SGLang platform class of the detected (or forced) bundle; None if none applies."""
     from sglang_fl.bundles import discover_bundles
-    from sglang_fl.config import get_settings
 
     with fatal_errors():
-        if not _platform_applies():
+        settings = _active_settings()
+        if settings is None:
             return None
-        platform_class = discover_bundles()[get_settings().platform].platform_class
+        platform_class = discover_bundles()[settings.platform].platform_class
         check_sglang(platform_class)
         return platform_class
 
@@ -52,19 +56,18 @@ def load_plugin() -> None:
     _loaded_pid = os.getpid()
     from sglang_fl.aten import install_layer1
     from sglang_fl.bundles import discover_bundles
-    from sglang_fl.config import get_settings
     from sglang_fl.dispatch.oot import install_layer2
     from sglang_fl.distributed import layer3
     from sglang_fl.logs import configure_logging
 
     with fatal_errors():
-        if not _platform_applies():
+        settings = _active_settings()
+        if settings is None:
             logger.warning(
                 "sglang-fl inactive: no installed platform bundle matches this machine; set "
                 "SGLANG_FL_PLATFORM to force one (`sglang-fl config` lists them)"
             )
             return
-        settings = get_settings()
         configure_logging(settings)
         check_sglang(discover_bundles()[settings.platform].platform_class)
         install_layer1(settings)
@@ -119,13 +122,16 @@ def check_sglang(platform_class: str) -> None:
     )  # fmt: skip
 
 
-def _platform_applies() -> bool:
-    """A bundle is forced (SGLANG_FL_PLATFORM) or one detects its hardware here."""
-    from sglang_fl.bundles import detect_bundle, discover_bundles
-    from sglang_fl.config import ENV
+def _active_settings() -> Settings | None:
+    """This process's settings; None where no bundle is forced (SGLANG_FL_PLATFORM) or
+    detects its hardware: sglang-fl then stays inactive and checks nothing else. The platform
+    is chosen in the settings module, once per process (``get_settings`` is cached)."""
+    from sglang_fl.config import get_settings
 
-    forced = os.environ.get(ENV["platform"], "").strip()
-    return bool(forced) or detect_bundle(discover_bundles()) is not None
+    try:
+        return get_settings()
+    except NoPlatformError:
+        return None
 
 
 def _current_platform():

@@ -5,15 +5,15 @@ from pathlib import Path
 from sglang_fl.config.settings import (
     CONFIG_ENV,
     ENV,
+    FIELDS,
     PUBLIC_FIELDS,
     YAML_FIELDS,
-    FileConfig,
     Settings,
     get_settings,
     load_settings,
-    read_yaml_file,
     without_steering,
 )
+from sglang_fl.config.source import Source, SourceKind
 
 # Where the documented sample config lives (spec 000 copies it from here).
 _CONFIG_DIR = Path(__file__).resolve().parent
@@ -21,13 +21,14 @@ _CONFIG_DIR = Path(__file__).resolve().parent
 __all__ = [
     "CONFIG_ENV",
     "ENV",
+    "FIELDS",
     "PUBLIC_FIELDS",
     "YAML_FIELDS",
     "_CONFIG_DIR",
-    "FileConfig",
     "Settings",
+    "Source",
+    "SourceKind",
     "get_settings",
     "load_settings",
-    "read_yaml_file",
     "without_steering",
 ]

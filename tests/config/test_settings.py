@@ -30,8 +30,16 @@ import yaml
 
 import sglang_fl.config.settings as settings_mod
 from sglang_fl.bundles import PlatformBundle, discover_bundles
-from sglang_fl.config import _CONFIG_DIR, YAML_FIELDS, load_settings
-from sglang_fl.errors import ConfigError
+from sglang_fl.config import (
+    _CONFIG_DIR,
+    ENV,
+    FIELDS,
+    PUBLIC_FIELDS,
+    YAML_FIELDS,
+    Settings,
+    load_settings,
+)
+from sglang_fl.errors import ConfigError, NoPlatformError
 from sglang_fl.ops.catalog import CLASS_NAMES, OP_NAMES
 
 REAL_CPU = discover_bundles()["cpu"]
@@ -316,6 +324,8 @@ def test_precedence(bundles, tmp_path, env, user, field, expected, source, optio
     settings = load_settings(env=env)
     assert getattr(settings, field) == _sub(expected, tmp_path, user_path)
     assert settings.sources[field] == _sub(source, tmp_path, user_path)
+    kind, _, name = _sub(source, tmp_path, user_path).partition(":")
+    assert (settings.sources[field].kind.value, settings.sources[field].name) == (kind, name)
     if user is not None:
         assert settings.config_file == user_path
 
@@ -510,6 +520,12 @@ ERRORS = [
     P({"SGLANG_FL_PREFFER": "vendor"}, None,
       ["SGLANG_FL_PREFFER", "'vendor'", "unknown sglang-fl variable", "SGLANG_FL_PREFER",
        "SGLANG_FL_CONFIG"], {}, id="unknown-variable"),
+    P({"SGLANG_FLAGGEMS_RECORDS": "1"}, None,
+      ["SGLANG_FLAGGEMS_RECORDS", "'1'", "unknown sglang-fl variable", "SGLANG_FLAGGEMS_RECORD",
+       "SGLANG_FLAGGEMS_LOG_PATH"], {}, id="unknown-flaggems-variable"),
+    P({"SGLANG_FLAGGEMS_LOGPATH": ""}, None,
+      ["SGLANG_FLAGGEMS_LOGPATH", "''", "unknown sglang-fl variable", "SGLANG_FLAGGEMS_LOG_PATH"],
+      {}, id="unknown-flaggems-variable-even-empty"),
     P({"SGLANG_FL_PLATFORM": "nonexistent"}, None,
       ["SGLANG_FL_PLATFORM", "'nonexistent'", "accepted: cpu"], CPU_ONLY,
       id="platform-unknown"),
@@ -560,8 +576,47 @@ def test_user_file_that_is_not_text_is_a_config_error(tmp_path):
     assert message.endswith("; accepted: a readable UTF-8 YAML file")
 
 
+# The documented variables (README "Environment variables"), by the setting they feed.
+DOCUMENTED_ENV = {
+    "prefer": "SGLANG_FL_PREFER", "strict": "SGLANG_FL_STRICT", "op_backends": "SGLANG_FL_PER_OP",
+    "allow_vendors": "SGLANG_FL_ALLOW_VENDORS", "deny_vendors": "SGLANG_FL_DENY_VENDORS",
+    "oot_enabled": "SGLANG_FL_OOT_ENABLED", "oot_whitelist": "SGLANG_FL_OOT_WHITELIST",
+    "oot_blacklist": "SGLANG_FL_OOT_BLACKLIST", "use_flaggems": "USE_FLAGGEMS",
+    "flagos_whitelist": "SGLANG_FL_FLAGOS_WHITELIST",
+    "flagos_blacklist": "SGLANG_FL_FLAGOS_BLACKLIST", "dispatch_log": "SGLANG_FL_DISPATCH_LOG",
+    "dist_backend": "SGLANG_FL_DIST_BACKEND", "platform": "SGLANG_FL_PLATFORM",
+    "log_level": "SGLANG_FL_LOG_LEVEL", "flaggems_record": "SGLANG_FLAGGEMS_RECORD",
+    "flaggems_log_path": "SGLANG_FLAGGEMS_LOG_PATH",
+    "flaggems_log_once": "SGLANG_FLAGGEMS_LOG_ONCE", "aten_trace": "SGLANG_FL_ATEN_TRACE",
+    "allow_untested_sglang": "SGLANG_FL_ALLOW_UNTESTED_SGLANG",
+}  # fmt: skip
+KNOWN_FL = sorted(
+    [*(v for v in DOCUMENTED_ENV.values() if v.startswith("SGLANG_FL_")), "SGLANG_FL_CONFIG"]
+)
+KNOWN_FLAGGEMS = ["SGLANG_FLAGGEMS_LOG_ONCE", "SGLANG_FLAGGEMS_LOG_PATH", "SGLANG_FLAGGEMS_RECORD"]
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "known"),
+    [
+        P("SGLANG_FL_PREFFER", "vendor", KNOWN_FL, id="sglang_fl"),
+        P("SGLANG_FLAGGEMS_LOGONCE", "0", KNOWN_FLAGGEMS, id="sglang_flaggems"),
+    ],
+)
+def test_mistyped_variables_of_both_prefixes_fail_alike(name, value, known):
+    """One ConfigError naming the variable, its value and the known variables of its prefix."""
+    with pytest.raises(ConfigError) as info:
+        load_settings(env={"SGLANG_FL_PREFER": "flagos", name: value, "USE_FLAGGEMS": "1"})
+    assert str(info.value) == (
+        f"{name}: invalid value {value!r} (unknown sglang-fl variable); "
+        f"accepted: known variables: {', '.join(known)}"
+    )
+    assert (info.value.setting, info.value.value) == (name, value)
+
+
 def test_unknown_variable_check_ignores_other_prefixes():
-    """Only SGLANG_FL_* is reserved: SGLang's own SGLANG_* and unrelated vars are fine."""
+    """Only SGLANG_FL_* and SGLANG_FLAGGEMS_* are reserved: SGLang's own SGLANG_* and unrelated
+    vars are fine."""
     settings = load_settings(env={"SGLANG_PLUGINS": "sglang_fl", "SGLANG_FLAGGEMS_RECORD": "1",
                                   "PATH": "/usr/bin"})  # fmt: skip
     assert settings.flaggems_record is True
@@ -658,3 +713,82 @@ def test_without_steering_drops_every_variable_that_configures_sglang_fl():
     assert without_steering(env) == {"PATH": "/bin", "CUDA_VISIBLE_DEVICES": "0"}
     for name in (*ENV.values(), "SGLANG_FL_CONFIG", "FLAGCX_PATH"):
         assert not without_steering({name: "1"}), name
+
+
+# --------------------------------------------------------------------------- (5) the field table
+
+
+def test_env_names_derive_from_the_table_and_stay_the_documented_ones():
+    assert dict(ENV) == DOCUMENTED_ENV
+    assert list(ENV) == [name for name, spec in FIELDS.items() if spec.env]
+
+
+def test_public_and_yaml_fields_derive_from_the_table():
+    # the order is the row order of `sglang-fl config`
+    assert PUBLIC_FIELDS == (
+        "prefer", "strict", "op_backends", "allow_vendors", "deny_vendors", "oot_enabled",
+        "oot_whitelist", "oot_blacklist", "use_flaggems", "flagos_whitelist", "flagos_blacklist",
+        "dispatch_log", "dist_backend", "flagcx_path", "platform", "allow_untested_sglang",
+    )  # fmt: skip
+    assert tuple(name for name, spec in FIELDS.items() if spec.public) == PUBLIC_FIELDS
+    assert tuple(name for name, spec in FIELDS.items() if spec.yaml) == YAML_FIELDS
+    assert tuple(settings_mod.FileConfig.model_fields) == YAML_FIELDS
+
+
+def test_every_table_row_is_a_settings_field_and_defaults_come_from_it(bundles):
+    """Unset everywhere, each setting is its table default (platform and dist_backend come
+    from the platform bundle)."""
+    bundles(platform_yaml="")
+    settings = load_settings(env={})
+    fields = {f.name for f in dataclasses.fields(Settings)}
+    assert set(FIELDS) == fields - {"config_file", "sources"}
+    assert set(settings.sources) == set(FIELDS)
+    for name, spec in FIELDS.items():
+        if name in ("platform", "dist_backend"):
+            continue
+        assert getattr(settings, name) == spec.default, name
+        assert settings.sources[name] == "default", name
+    assert (settings.platform, settings.dist_backend) == ("cpu", "gloo")
+
+
+def test_defaults_are_not_shared_between_loads(bundles):
+    bundles(platform_yaml="")
+    first, second = load_settings(env={}), load_settings(env={})
+    assert first.op_backends == second.op_backends == {}
+    assert first.op_backends is not second.op_backends
+
+
+# --------------------------------------------------------------------------- (6) the platform
+
+
+def _cpu_only(monkeypatch, detect) -> None:
+    cpu = dataclasses.replace(REAL_CPU, detect=detect)
+    monkeypatch.setattr(settings_mod, "discover_bundles", lambda: {"cpu": cpu})
+
+
+def test_no_platform_is_reported_before_any_other_check(monkeypatch):
+    """Where no bundle applies sglang-fl stays inactive, so nothing else is judged there."""
+    _cpu_only(monkeypatch, lambda: False)
+    with pytest.raises(NoPlatformError) as info:
+        load_settings(env={"SGLANG_FL_PREFFER": "typo", "SGLANG_FL_PREFER": "fastest"})
+    assert str(info.value) == (
+        "no installed platform bundle detected its hardware (installed: cpu); "
+        "set SGLANG_FL_PLATFORM to force one"
+    )
+
+
+def test_a_forced_platform_needs_no_detection(monkeypatch):
+    def never_called() -> bool:
+        raise AssertionError("detection ran although the platform was forced")
+
+    _cpu_only(monkeypatch, never_called)
+    settings = load_settings(env={"SGLANG_FL_PLATFORM": "cpu"})
+    assert (settings.platform, settings.sources["platform"]) == ("cpu", "env:SGLANG_FL_PLATFORM")
+
+
+def test_the_platform_is_detected_once_per_load(monkeypatch):
+    calls: list[int] = []
+    _cpu_only(monkeypatch, lambda: not calls.append(1))
+    settings = load_settings(env={})
+    assert (settings.platform, settings.sources["platform"]) == ("cpu", "default")
+    assert len(calls) == 1
