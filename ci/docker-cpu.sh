@@ -9,9 +9,10 @@
 # 2. makes the base image locally (no registry here): Debian bookworm + Python 3.11;
 # 3. builds platforms/cpu/Dockerfile on it with docker/build.sh, torch from this machine's
 #    wheel folder (the registry has no CPU build);
-# 4. runs tests/docker (marker docker): health, completions, chat and streaming chat from the
-#    host, a restart with a mounted YAML and an env override checked through the dispatch log
-#    inside the container, bad configuration, and that every stop leaves nothing running;
+# 4. runs tests/docker (marker docker): the image's configuration (user, entry point,
+#    healthcheck timings, labels), health, completions, chat and streaming chat from the host, a
+#    restart with a mounted YAML and an env override checked through the dispatch log inside the
+#    container, bad configuration, and that every stop leaves nothing running;
 # 5. stops the daemon it started and checks that none of its processes is left.
 # Needs root, apt and PyPI. WORKDIR: $DOCKER_CPU_WORK (default /tmp/sglang-fl-docker-cpu).
 set -euo pipefail

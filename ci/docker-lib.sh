@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Docker on a CI or developer machine (Debian, root, apt and PyPI but no container registry):
 # install the engine, start and stop the daemon, make the stand-in base image locally, build the
 # CPU image on it. Sourced by ci/docker-cpu.sh and ci/image-standin.sh. Functions: docker_install,
@@ -72,7 +73,6 @@ standin_base() {  # [MIRROR]: make $STANDIN_BASE unless it exists (about 35 s)
 dockerfile_arg() {  # FILE NAME: the default of `ARG NAME=VALUE` in a Dockerfile
   sed -n "s/^ARG $2=\"\{0,1\}\([^\"]*\)\"\{0,1\}$/\1/p" "$1"
 }
-
 
 build_cpu_image() {  # WORKDIR: build IMAGE_NAME:cpu on STANDIN_BASE, torch from this machine
   local root dockerfile wheels torch

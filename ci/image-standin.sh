@@ -106,10 +106,44 @@ python3 -c "from importlib.metadata import version as v; print(\"flag-gems\", v(
 '
 }
 
+# The image's configuration as Docker recorded it from the shared tail (docker/dockerfile_tail.py):
+# user, working directory, entry point, port, healthcheck and its timings, labels.
+check_config() {  # the healthcheck's start period in seconds
+  "$DOCKER" image inspect "$IMAGE" >"$WORK/inspect.json"
+  python3 - "$WORK/inspect.json" "$TARGET" "$1" "$(arg SGLANG_VERSION)" <<'PY'
+import json
+import sys
+
+path, target, start_period, sglang = sys.argv[1:]
+with open(path) as f:
+    (config,) = [image["Config"] for image in json.load(f)]
+s = 1_000_000_000  # Docker's durations are in nanoseconds
+health, labels = config["Healthcheck"], config["Labels"]
+found = {
+    "user": config["User"], "workdir": config["WorkingDir"], "entrypoint": config["Entrypoint"],
+    "ports": sorted(config["ExposedPorts"]), "healthcheck": health["Test"],
+    "timings": [health["Interval"], health["Timeout"], health["StartPeriod"], health["Retries"]],
+    "title": labels["org.opencontainers.image.title"], "platform": labels["sglang-fl.platform"],
+    "sglang": labels["sglang-fl.sglang-version"],
+}
+expected = {
+    "user": "10001", "workdir": "/home/sglang", "entrypoint": ["sglang-fl-entrypoint"],
+    "ports": ["30000/tcp"],
+    "healthcheck": ["CMD", "python3", "/usr/local/bin/sglang-fl-healthcheck"],
+    "timings": [10 * s, 10 * s, int(start_period) * s, 3],
+    "title": f"sglang-fl-{target}", "platform": target, "sglang": sglang,
+}
+wrong = [f"{k}: {found[k]!r}, expected {v!r}" for k, v in expected.items() if found[k] != v]
+assert not wrong, "image config: " + "; ".join(wrong)
+print(f"config: user 10001, entry point, port, healthcheck (start period {start_period} s), labels")
+PY
+}
+
 case "$TARGET" in
   nvidia)
     "$DOCKER" image inspect "$IMAGE_NAME:cpu" >/dev/null 2>&1 || build_cpu_image "$WORK"
     build "$IMAGE_NAME:cpu" --build-arg CUDA_STACK=0
+    check_config 600
     check nccl
     ;;
   ascend)
@@ -117,6 +151,7 @@ case "$TARGET" in
     index="http://127.0.0.1:$PORT/simple"
     build "$STANDIN_BASE" --build-arg "TORCH_INDEX_URL=$index" --build-arg "PIP_INDEX_URL=$index" \
       -- --network host
+    check_config 600
     # Without CANN, torch_npu cannot load: torch's device-backend autoload is switched off.
     check hccl -e TORCH_DEVICE_BACKEND_AUTOLOAD=0
     ;;

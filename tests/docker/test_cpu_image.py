@@ -15,13 +15,18 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import psutil
 import pytest
 import requests
-import tomllib
 from docker_helpers import Container, docker, one_shot, require_image, sse_contents
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # the test extra installs it
+    import tomli as tomllib
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -32,6 +37,7 @@ CONFIG_IN_CONTAINER = "/etc/sglang-fl/config.yaml"
 DISPATCH_LOG = "/tmp/sglang-fl-dispatch.log"
 USER_YAML = "prefer: reference\noot_blacklist: [RotaryEmbedding]\n"
 OCI_LABELS = ("title", "version", "source", "licenses", "revision", "created")
+S = 1_000_000_000  # a second in nanoseconds
 
 
 @pytest.fixture(scope="module")
@@ -129,6 +135,29 @@ def test_image_metadata(image_info):
     assert "30000/tcp" in config["ExposedPorts"]
     assert config["Healthcheck"]["Test"] == [
         "CMD", "python3", "/usr/local/bin/sglang-fl-healthcheck",
+    ]  # fmt: skip
+    # Docker reports the durations in nanoseconds
+    timings = {
+        k: config["Healthcheck"][k] for k in ("Interval", "Timeout", "StartPeriod", "Retries")
+    }
+    assert timings == {"Interval": 10 * S, "Timeout": 10 * S, "StartPeriod": 300 * S, "Retries": 3}
+    assert config["WorkingDir"] == "/home/sglang"
+    assert labels["org.opencontainers.image.title"] == "sglang-fl-cpu"
+    assert labels["sglang-fl.platform"] == "cpu"
+    assert labels["sglang-fl.torchvision-shim"] in ("0", "1")
+
+
+def test_labels_say_what_the_image_has(image_info):
+    """The SGLang label is the installed SGLang, the shim label whether the shim is installed."""
+    labels = image_info["Config"]["Labels"]
+    probe = (
+        "import importlib.metadata as m, importlib.util as u;"
+        " print(m.version('sglang'), int(u.find_spec('sglang_fl_ci_tvshim') is not None))"
+    )
+    result = one_shot(IMAGE, "python3", "-c", probe)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [
+        labels["sglang-fl.sglang-version"], labels["sglang-fl.torchvision-shim"],
     ]  # fmt: skip
 
 

@@ -1,14 +1,18 @@
 """Every image's Dockerfile (platforms/*/Dockerfile): lint-clean and built the same way.
 
 Static checks, no Docker engine: hadolint, upstream bases and pinned versions as build args,
-the shared entry point and healthcheck from docker/, a non-root user, the OCI labels, the CA
-secret on every pip step that reaches an index. Then what is specific to the CPU and NVIDIA
-images (the Ascend one: tests/platforms/ascend/test_ascend_dockerfile.py). Building and running
-the CPU image: tests/docker/test_cpu_image.py.
+the CA secret on every pip step that reaches an index, and the shared tail (entry point and
+healthcheck from docker/, the unprivileged user, port, HEALTHCHECK, ENTRYPOINT, OCI labels),
+which docker/dockerfile_tail.py writes into every Dockerfile: each file must hold exactly the
+generated tail, and what the tail must do is checked on the files as Docker reads them. Then
+what is specific to the CPU and NVIDIA images (the Ascend and template ones:
+tests/platforms/<name>/test_*_dockerfile.py). Building and running the CPU image:
+tests/docker/test_cpu_image.py.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import shutil
 import subprocess
@@ -16,13 +20,27 @@ import sys
 from pathlib import Path
 
 import pytest
-import tomllib
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # the test extra installs it
+    import tomli as tomllib
 
 ROOT = Path(__file__).parents[2]
 DOCKERFILES = sorted(ROOT.glob("platforms/*/Dockerfile"))
 OCI_LABELS = ("title", "description", "version", "source", "licenses", "revision", "created")
 CA_SECRET = "--mount=type=secret,id=hostca,target=/etc/ssl/certs/ca-certificates.crt"
 VERSION = re.compile(r"\d+(\.\d+)+(\.post\d+)?")
+# HEALTHCHECK --start-period per image (docs/images.md): the CPU image loads a small model; GPU
+# and NPU servers load large ones and compile kernels first.
+START_PERIOD_S = {"cpu": 300, "template": 300, "nvidia": 600, "ascend": 600}
+# What only the generated tail may say (a hand-written part never ends the image differently).
+TAIL_ONLY = ("ENTRYPOINT", "CMD", "HEALTHCHECK", "EXPOSE", "LABEL", "WORKDIR")
+
+TAIL_SCRIPT = ROOT / "docker" / "dockerfile_tail.py"
+_spec = importlib.util.spec_from_file_location("dockerfile_tail", TAIL_SCRIPT)
+tail = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(tail)
 
 
 def hadolint() -> str | None:
@@ -31,11 +49,12 @@ def hadolint() -> str | None:
     return shutil.which("hadolint") or (str(beside) if beside.is_file() else None)
 
 
-def instructions(dockerfile: Path) -> list[tuple[str, str]]:
+def instructions(dockerfile: Path | str) -> list[tuple[str, str]]:
     """(INSTRUCTION, arguments) in order: continuation lines joined, runs of blanks made one,
-    comments dropped."""
+    comments dropped. A path, or a Dockerfile's text."""
+    text = dockerfile.read_text() if isinstance(dockerfile, Path) else dockerfile
     result, pending = [], ""
-    for line in dockerfile.read_text().splitlines():
+    for line in text.splitlines():
         if line.lstrip().startswith("#") or not line.strip():
             continue
         pending += line.rstrip()
@@ -119,6 +138,19 @@ def test_shared_entrypoint_healthcheck_and_unprivileged_user(dockerfile):
     assert final["HEALTHCHECK"].endswith('CMD ["python3", "/usr/local/bin/sglang-fl-healthcheck"]')
     assert final["EXPOSE"] == "30000"
     assert final["USER"] == "10001"
+    assert final["WORKDIR"] == "/home/sglang"
+    # the user is made (or checked) with that uid before the image switches to it
+    last_user = max(i for i, (keyword, _) in enumerate(steps) if keyword == "USER")
+    made = [a for k, a in steps[:last_user] if k == "RUN" and "useradd --uid 10001 " in a]
+    assert len(made) == 1 and 'test "$(id -u sglang)" = 10001' in made[0], made
+
+
+def test_healthcheck_timings(dockerfile):
+    (check,) = [args for keyword, args in instructions(dockerfile) if keyword == "HEALTHCHECK"]
+    options = dict(re.findall(r"--([\w-]+)=(\S+)", check.partition(" CMD ")[0]))
+    start_period = START_PERIOD_S[platform_of(dockerfile)]
+    assert options == {"interval": "10s", "timeout": "10s", "start-period": f"{start_period}s",
+                       "retries": "3"}  # fmt: skip
 
 
 def test_oci_labels_come_last_and_from_build_args(dockerfile):
@@ -130,9 +162,25 @@ def test_oci_labels_come_last_and_from_build_args(dockerfile):
         assert found[f"org.opencontainers.image.{name}"] == "${" + arg + "}", name
     assert found["org.opencontainers.image.licenses"] == "Apache-2.0"
     assert found["sglang-fl.platform"] == platform_of(dockerfile)
+    # every ${ARG} in a label is declared in the image's stage (an ARG before FROM is empty there)
+    steps = instructions(dockerfile)
+    after_from = steps[[keyword for keyword, _ in steps].index("FROM") :]
+    declared = {args.partition("=")[0] for keyword, args in after_from if keyword == "ARG"}
+    for value in found.values():
+        assert set(re.findall(r"\$\{(\w+)\}", value)) <= declared, value
     # after every RUN: a changed revision or build time must not invalidate cached layers
     keywords = [keyword for keyword, _ in instructions(dockerfile)]
     assert keywords.index("LABEL") > max(i for i, k in enumerate(keywords) if k == "RUN")
+
+
+def test_labels_name_the_image_its_platform_and_sglang(dockerfile):
+    found, platform = labels(dockerfile), platform_of(dockerfile)
+    assert found["org.opencontainers.image.title"] == f"sglang-fl-{platform}"
+    assert found["org.opencontainers.image.description"].startswith("SGLang serving ")
+    assert found["sglang-fl.sglang-version"] == "${SGLANG_VERSION}"
+    # the shim label says which CPU torchvision an image has; no other image has the shim step
+    shim = "${TORCHVISION_SHIM}" if platform == "cpu" else None
+    assert found.get("sglang-fl.torchvision-shim") == shim
 
 
 def test_label_version_default_is_the_package_version(dockerfile):
@@ -146,6 +194,82 @@ def test_every_pip_step_that_reaches_an_index_gets_the_ca_secret(dockerfile):
     for keyword, args in instructions(dockerfile):
         if keyword == "RUN" and "pip install" in args and "--no-index" not in args:
             assert CA_SECRET in args, args
+
+
+# --------------------------------------------------------------------------- the shared tail
+
+
+def test_every_dockerfile_has_its_tail_values():
+    assert set(tail.IMAGES) == {platform_of(d) for d in DOCKERFILES} == set(START_PERIOD_S)
+
+
+def test_the_tail_is_the_generated_one(dockerfile):
+    found = dockerfile.read_text(encoding="utf-8")
+    assert found == tail.expected_text(dockerfile), "run python3 docker/dockerfile_tail.py"
+
+
+def test_the_hand_written_part_leaves_the_end_of_the_image_to_the_tail(dockerfile):
+    own, _ = tail.split(dockerfile.read_text(encoding="utf-8"))
+    steps = instructions(own)
+    assert not {keyword for keyword, _ in steps} & set(TAIL_ONLY), steps
+    users = {args for keyword, args in steps if keyword == "USER"}
+    assert users <= {"0"}, users  # only to install as root on a base that ends as another user
+
+
+def _tree(tmp_path: Path) -> Path:
+    """A copy of what docker/dockerfile_tail.py reads, pyproject.toml and the Dockerfiles, with
+    the tails generated (so these tests check the generator, whatever state the checkout is in)."""
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    for dockerfile in DOCKERFILES:
+        copy = tmp_path / dockerfile.relative_to(ROOT)
+        copy.parent.mkdir(parents=True)
+        shutil.copy(dockerfile, copy)
+    assert tail.main(["--root", str(tmp_path)]) == 0
+    return tmp_path
+
+
+def test_the_tail_check_finds_every_kind_of_drift(tmp_path, capsys):
+    root = _tree(tmp_path)
+    check = ["--check", "--root", str(root)]
+    assert tail.main(check) == 0
+    cpu = root / "platforms" / "cpu" / "Dockerfile"
+    original = cpu.read_text()
+
+    def drifted(text: str) -> str:
+        cpu.write_text(text)
+        assert tail.main(check) == 1
+        out = capsys.readouterr().out
+        cpu.write_text(original)
+        return out
+
+    edited = original.replace("--start-period=300s", "--start-period=30s")
+    assert edited != original
+    assert "platforms/cpu/Dockerfile: not the generated shared tail" in drifted(edited)
+    assert "platforms/cpu/Dockerfile" in drifted(original + "USER root\n")  # after the tail
+    assert "must be one" in drifted(original.replace(tail.BEGIN + "\n", ""))
+    assert "must be one" in drifted(original + tail.BEGIN + "\n")
+    # the label's version default follows the package version
+    pyproject = root / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text().replace('version = "', 'version = "9', 1))
+    assert tail.main(check) == 1
+    pyproject.write_text((ROOT / "pyproject.toml").read_text())
+    # a new platform's Dockerfile needs its values
+    acme = root / "platforms" / "acme" / "Dockerfile"
+    acme.parent.mkdir()
+    acme.write_text(f"FROM x\n{tail.BEGIN}\n")
+    assert tail.main(check) == 1
+    assert "no entry for 'acme'" in capsys.readouterr().out
+
+
+def test_the_tail_generator_rewrites_only_the_tail(tmp_path):
+    root = _tree(tmp_path)
+    cpu = root / "platforms" / "cpu" / "Dockerfile"
+    original = cpu.read_text()
+    own, generated = tail.split(original)
+    cpu.write_text(own + generated.replace("USER 10001", "USER 0") + "EXPOSE 1\n")
+    assert tail.main(["--root", str(root)]) == 0
+    assert cpu.read_text() == original
+    assert tail.main(["--check", "--root", str(root)]) == 0
 
 
 # --------------------------------------------------------------------------- per image
@@ -170,6 +294,14 @@ def test_cpu_image_installs_the_ci_pins_and_never_ships_the_shim_by_default():
     )
     assert runtime in runs
     assert '"torch==${TORCH_VERSION}+cpu"' in runs  # a CUDA torch cannot satisfy the pin
+
+
+def test_cpu_image_generates_the_embedded_model_as_its_user():
+    """Into the user's cache, so a container serves without writing first (docs/images.md)."""
+    steps = instructions(CPU)
+    user = steps.index(("USER", "10001"))
+    (model,) = [i for i, (k, a) in enumerate(steps) if k == "RUN" and "ensure_embedded_model" in a]
+    assert model > user
 
 
 def test_nvidia_image_adds_to_sglangs_cuda_image_without_touching_its_stack():
