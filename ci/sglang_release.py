@@ -146,7 +146,7 @@ def pin(version: Version, metadata: str, fallbacks: dict[str, Requirement]) -> R
     torch = wanted.get("torch")
     return ReleasePins(
         version=version,
-        no_deps={"sglang": str(version), "xgrammar": str(xgrammar)},
+        no_deps=dict(zip(NO_DEPS, (str(version), str(xgrammar)), strict=True)),
         runtime=runtime,
         torch=str(torch) if torch is not None else "torch (unpinned)",
     )

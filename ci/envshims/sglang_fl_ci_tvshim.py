@@ -1,4 +1,5 @@
-"""BUILD-ENVIRONMENT SHIM, NOT PART OF THE PRODUCT. Installed only by ci/install-env.sh.
+"""BUILD-ENVIRONMENT SHIM, NOT PART OF THE PRODUCT. Installed only by ci/install-env.sh and, when
+built with TORCHVISION_SHIM=1, the CPU image (both through ci/envshims/install.sh).
 
 Why: transformers (imported by SGLang) needs torchvision, and the only torchvision wheel on PyPI
 for torch 2.13 (0.28.0) is CUDA-linked: on a CPU torch its native ops fail to load and

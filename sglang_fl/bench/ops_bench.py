@@ -32,7 +32,6 @@ INTERMEDIATE = 11008
 Q_HEADS, KV_HEADS, HEAD_DIM = 32, 8, 128
 MAX_POSITIONS = 32768
 OPS = ("silu_and_mul", "rms_norm", "fused_add_rms_norm", "gemma_rms_norm", "rotary_embedding")
-VENDOR_BASELINE = "vendor"
 
 
 @dataclass(frozen=True)

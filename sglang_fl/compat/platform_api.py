@@ -29,7 +29,6 @@ from collections.abc import Callable
 from typing import Any, Literal
 
 KVPoolKind = Literal["mha", "mla", "dsa"]
-KV_POOL_KINDS: tuple[KVPoolKind, ...] = ("mha", "mla", "dsa")
 
 # Hooks sglang-fl's platform classes define that some supported releases do not have yet, with
 # the first release that calls them. On an older release they are dormant: SGLang never calls

@@ -42,7 +42,7 @@ from sglang_fl.bundles import (
 )
 from sglang_fl.config.source import DEFAULT, Source
 from sglang_fl.errors import ConfigError, NoPlatformError, one_of
-from sglang_fl.ops.catalog import CLASS_NAMES, KIND_NAMES, OP_NAMES
+from sglang_fl.ops.catalog import CLASS_NAMES, KIND_NAMES, OP_NAMES, ImplKind
 
 PREFERENCES = KIND_NAMES
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -123,13 +123,14 @@ def check_op_backends(
 
 
 def check_token(setting: str, token: str, vendors: Mapping[str, str]) -> str:
-    accepted = "flagos, reference, vendor, " + ", ".join(f"vendor:{v}" for v in sorted(vendors))
+    vendor = ImplKind.VENDOR.value
+    accepted = ", ".join([*sorted(PREFERENCES), *(f"{vendor}:{v}" for v in sorted(vendors))])
     if token in PREFERENCES:
         return token
     kind, sep, name = token.partition(":")
-    if kind == "vendor" and sep and name in vendors:
-        return f"vendor:{vendors[name]}"
-    detail = f"unknown vendor {name!r}" if kind == "vendor" and sep else "unknown backend token"
+    if kind == vendor and sep and name in vendors:
+        return f"{vendor}:{vendors[name]}"
+    detail = f"unknown vendor {name!r}" if kind == vendor and sep else "unknown backend token"
     raise ConfigError(setting, token, accepted.rstrip(", "), detail)
 
 
@@ -476,7 +477,7 @@ class Settings:
 
     # fmt: off
     prefer: Annotated[str, Spec(
-        env="SGLANG_FL_PREFER", yaml=True, default="flagos", value=Choice(PREFERENCES),
+        env="SGLANG_FL_PREFER", yaml=True, default=ImplKind.FLAGOS.value, value=Choice(PREFERENCES),
         public=True)]
     strict: Annotated[bool, Spec(
         env="SGLANG_FL_STRICT", yaml=True, default=False, value=Flag(), public=True)]

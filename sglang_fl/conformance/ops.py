@@ -28,7 +28,8 @@ from sglang_fl.ops.catalog import OP_NAMES
 
 # (rtol, atol) per dtype. The reference rounds to the input dtype after each step where SGLang's
 # forward_native does; a fused kernel typically computes in fp32 and rounds once. The gap is a
-# few roundings of the dtype (figures measured for FlagGems on an H200: tests/backends).
+# few roundings of the dtype (the flagos kernels' own bounds, one rounding of the output:
+# tests/backends/flagos_cases.py).
 TOLERANCE = {
     torch.float32: (1e-5, 1e-5),
     torch.float16: (4e-3, 4e-3),
