@@ -3,9 +3,9 @@
 Why our own: FlagGems' ``silu_and_mul`` takes the two halves as separate tensors and runs at half
 the vendor's speed on SGLang's fused ``[T, 2I]`` layout, and its rope is 2.5-3x slower than the
 vendor's at 1-64 tokens (18.7-20.3 µs against sgl_kernel's 6.6-8.0 µs: the GPU host survey
-of 2026-11-21 on an H200, made before this repository's benchmarks existed). Every op here is memory-bound, so each kernel reads
-its inputs once and writes its outputs once, with wide contiguous accesses, and computes in fp32,
-rounding once to the output dtype.
+of 2026-11-21 on an H200, made before this repository's benchmarks existed). Every op here is
+memory-bound, so each kernel reads its inputs once and writes its outputs once, with wide
+contiguous accesses, and computes in fp32, rounding once to the output dtype.
 
 Contracts shared by all launchers:
 - Strides are passed explicitly (rows, and the innermost dimension too: Triton compiles a stride
