@@ -13,6 +13,7 @@ import functools
 import importlib
 import pkgutil
 from collections.abc import Callable, Iterator
+from types import ModuleType
 
 from torch import nn
 
@@ -21,11 +22,22 @@ from sglang_fl.errors import UnsupportedSGLangError
 from sglang_fl.ops.catalog import OpFamily
 
 # Modules that define the op families' classes, per family root.
+_ACTIVATION = ("sglang.srt.layers.activation",)
+_LAYERNORM = ("sglang.srt.layers.layernorm",)
+_ROTARY = ("sglang.srt.layers.rotary_embedding",)
 _FAMILY_MODULES = {
-    "SiluAndMul": ("sglang.srt.layers.activation",),
-    "RMSNorm": ("sglang.srt.layers.layernorm",),
-    "GemmaRMSNorm": ("sglang.srt.layers.layernorm",),
-    "RotaryEmbedding": ("sglang.srt.layers.rotary_embedding",),
+    "SiluAndMul": _ACTIVATION,
+    "GeluAndMul": _ACTIVATION,
+    "NewGELU": _ACTIVATION,
+    "QuickGELU": _ACTIVATION,
+    "RMSNorm": _LAYERNORM,
+    "GemmaRMSNorm": _LAYERNORM,
+    "Gemma3RMSNorm": _LAYERNORM,
+    "RMSNormWithoutScale": _LAYERNORM,
+    "LayerNorm": _LAYERNORM,
+    "RotaryEmbedding": _ROTARY,
+    "MRotaryEmbedding": _ROTARY,
+    "DeepseekScalingRotaryEmbedding": _ROTARY,
 }
 
 
@@ -53,12 +65,14 @@ def _subclasses(cls: type) -> Iterator[type]:
         yield from _subclasses(sub)
 
 
-def _import_family_modules(root: str) -> None:
+def _family_modules(root: str) -> Iterator[ModuleType]:
+    """The modules that may define ``root`` and its subclasses (a package: all its modules)."""
     for module_name in _FAMILY_MODULES[root]:
         module = importlib.import_module(module_name)
-        if hasattr(module, "__path__"):  # a package: import its submodules (subclasses live there)
+        yield module
+        if hasattr(module, "__path__"):  # a package: its submodules hold the subclasses
             for info in pkgutil.iter_modules(module.__path__, module_name + "."):
-                importlib.import_module(info.name)
+                yield importlib.import_module(info.name)
 
 
 def family_classes(family: OpFamily) -> dict[str, type[nn.Module]]:
@@ -67,7 +81,6 @@ def family_classes(family: OpFamily) -> dict[str, type[nn.Module]]:
     A catalogued subclass that overrides ``forward``/``forward_native`` has different
     semantics in this version and is left out (it stays on SGLang's own path).
     """
-    _import_family_modules(family.root)
     found = {cls.__name__: cls for cls in _subclasses(_find_root(family.root))}
     root = found[family.root]
     return {
@@ -78,9 +91,9 @@ def family_classes(family: OpFamily) -> dict[str, type[nn.Module]]:
 
 
 def _find_root(name: str) -> type:
-    for module_name in _FAMILY_MODULES[name]:
-        cls = getattr(importlib.import_module(module_name), name, None)
-        if cls is not None:
+    for module in _family_modules(name):
+        cls = getattr(module, name, None)
+        if isinstance(cls, type):
             return cls
     raise UnsupportedSGLangError(f"SGLang class {name} not found in {_FAMILY_MODULES[name]}")
 
