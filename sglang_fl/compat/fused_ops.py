@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import importlib
 import pkgutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from types import ModuleType
 
 from torch import nn
@@ -104,6 +104,31 @@ def _same_forward(cls: type, root: type) -> bool:
 
 def register_oot_forward(op_cls: type, fn: Callable, dispatch_key: str) -> None:
     fused_op_base().register_oot_forward(op_cls, fn, dispatch_key)
+
+
+# Module-level op instances SGLang builds when the module is imported (module, attribute).
+_PREBUILT = (("sglang.srt.layers.activation", "_ACTIVATION_REGISTRY"),)
+
+
+def rebind_prebuilt(registered: Iterable[type]) -> int:
+    """Dispatch again the op instances SGLang built at import, before sglang-fl registered.
+
+    Before 0.5.18 a fused op binds its forward in ``__init__`` (``MultiPlatformOp``), so module
+    singletons such as the ``gelu_new`` NewGELU that Phi-2 and GPT-J share (``get_act_fn``) kept
+    SGLang's own forward. Later releases bind on the first call: nothing to do. Returns how
+    many instances were rebound."""
+    base = fused_op_base()
+    if base.__name__ != "MultiPlatformOp":
+        return 0
+    classes = tuple(registered)
+    count = 0
+    for module_name, attribute in _PREBUILT:
+        instances = getattr(importlib.import_module(module_name), attribute, {})
+        for instance in instances.values():
+            if type(instance) in classes:
+                instance._forward_method = instance.dispatch_forward()
+                count += 1
+    return count
 
 
 def install_forward(module: nn.Module, forward: Callable) -> None:
