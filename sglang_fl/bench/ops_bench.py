@@ -314,7 +314,7 @@ def flaggems_baselines() -> dict[str, Callable[[Any], Callable[..., Any]]]:
 
         return fn
 
-    return {"silu_and_mul": silu, "rms_norm": rms, "rotary_embedding": rope}
+    return {SILU_AND_MUL: silu, RMS_NORM: rms, ROTARY_EMBEDDING: rope}
 
 
 def implementations(device: torch.device) -> dict[str, Any]:
