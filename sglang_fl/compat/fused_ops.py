@@ -3,8 +3,8 @@
 0.5.15-0.5.17: fused ops subclass ``MultiPlatformOp``, which binds the forward eagerly in
 ``__init__``; 0.5.18+: ``BaseFusedOp``, bound lazily on the first call. Both keep the bound
 forward in ``self._forward_method`` and share ``register_oot_forward(op_cls, fn, key)``, keyed
-on the exact class. Also here: SGLang's own CUDA rope kernel (the NVIDIA vendor backend calls
-it) and the server args some op constructors read before 0.5.18.
+on the exact class. Also here: SGLang's own CUDA rope kernel and its Triton mrope kernel (the
+NVIDIA vendor backend calls them), and the server args some op constructors read before 0.5.18.
 """
 
 from __future__ import annotations
@@ -166,6 +166,30 @@ def cuda_rope_kernel() -> Callable[..., None]:
             continue
     raise UnsupportedSGLangError(
         f"cannot find SGLang's CUDA rope kernel; sglang-fl supports sglang {SUPPORTED_RANGE}"
+    )
+
+
+@functools.cache
+def triton_mrope_kernel() -> Callable[..., None]:
+    """SGLang's Triton multimodal-rope kernel ``triton_mrope_fused(q, k, cos_sin_cache,
+    positions, mrope_section, head_size, rotary_dim, mrope_interleaved, mrope_interleaved_glm,
+    is_neox_style, axis_map)``: in place on 2-D ``[tokens, heads * head_size]`` q and k,
+    ``positions`` ``[3, tokens]``, computing in the cache's dtype (SGLang casts the cache to the
+    query dtype first; 0.5.15's kernel casts it itself, on every call, when they differ).
+
+    It moved from ``sglang.srt.layers.rotary_embedding.triton_kernels`` (0.5.15) to
+    ``sglang.kernels.ops.attention.rotary_triton`` (0.5.21+).
+    """
+    for candidate in (
+        "sglang.kernels.ops.attention.rotary_triton:triton_mrope_fused",
+        "sglang.srt.layers.rotary_embedding.triton_kernels:triton_mrope_fused",
+    ):
+        try:
+            return pkgutil.resolve_name(candidate)
+        except (ImportError, AttributeError):
+            continue
+    raise UnsupportedSGLangError(
+        f"cannot find SGLang's Triton mrope kernel; sglang-fl supports sglang {SUPPORTED_RANGE}"
     )
 
 
