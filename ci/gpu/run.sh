@@ -46,6 +46,9 @@ for s in "$@"; do
                 tests/backends tests/platforms/nvidia ;;
     kernels)  step kernels 330 $PY -m pytest -q --maxfail=40 -p no:cacheprovider -m cuda \
                 -o addopts="" tests/backends/test_flagos_cuda.py ;;
+    newkernels) step kernels 210 $PY -m pytest -q --maxfail=40 -p no:cacheprovider -m cuda \
+                -o addopts="" tests/backends/test_flagos_cuda.py -k "activation or gelu or gemma3 \
+                or without_scale or layer_norm or mrotary or mrope or deepseek or graph or hot" ;;
     nvtests)  step nvtests 110 $PY -m pytest -q --maxfail=25 -p no:cacheprovider -m cuda -o addopts="" \
                 tests/platforms/nvidia ;;
     serving1) step serving 80 $PY -m pytest -q -p no:cacheprovider -m cuda -o addopts="" -s \
