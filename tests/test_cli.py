@@ -18,7 +18,11 @@ CLI = [sys.executable, "-m", "sglang_fl.cli"]
 
 
 def run(*args: str, **env: str) -> subprocess.CompletedProcess:
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("SGLANG_FL_", "SGLANG_FLAGGEMS_", "FLAGCX"))}
+    base = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("SGLANG_FL_", "SGLANG_FLAGGEMS_", "FLAGCX"))
+    }
     return subprocess.run([*CLI, *args], env={**base, **env}, capture_output=True, text=True)
 
 
