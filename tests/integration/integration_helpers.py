@@ -37,12 +37,16 @@ def run_engine(model: Path, prompts: list[list[int]], max_new: int, env: dict[st
     return None, output
 
 
-def hf_greedy(model: Path, prompts: list[list[int]], max_new: int) -> list[list[int]]:
-    """Greedy continuation with HF transformers in fp32, one full forward per step (no cache)."""
+def hf_greedy(model: Path, prompts: list[list[int]], max_new: int,
+              attn_implementation: str | None = None) -> list[list[int]]:  # fmt: skip
+    """Greedy continuation with HF transformers in fp32, one full forward per step (no cache).
+    ``attn_implementation``: HF's attention kernel (``eager`` is the reference math: its SDPA
+    path skips e.g. Gemma 2's attention softcapping); None: HF's default."""
     import torch
     from transformers import AutoModelForCausalLM
 
-    hf = AutoModelForCausalLM.from_pretrained(model, torch_dtype=torch.float32).eval()
+    kwargs = {"attn_implementation": attn_implementation} if attn_implementation else {}
+    hf = AutoModelForCausalLM.from_pretrained(model, dtype=torch.float32, **kwargs).eval()
     results = []
     with torch.no_grad():
         for prompt in prompts:

@@ -3,7 +3,8 @@ when they leave sglang-fl inactive.
 
 Each test runs on a clean process environment (no sglang-fl variable) with a fresh
 ``get_settings()`` cache, and makes a ``cpu`` bundle with a test-double ``detect`` the only
-installed one.
+installed one. The entry points check the installed SGLang's release first, so these tests
+need SGLang.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import sglang_fl.bundles as bundles_mod
 import sglang_fl.config.settings as settings_mod
 from sglang_fl import plugin
 from sglang_fl.config import get_settings
+
+pytestmark = pytest.mark.sglang
 
 REAL_CPU = bundles_mod.discover_bundles()["cpu"]
 OURS = ("SGLANG_FL_", "SGLANG_FLAGGEMS_", "USE_FLAGGEMS", "FLAGCX_PATH")
