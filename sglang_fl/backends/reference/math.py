@@ -117,6 +117,11 @@ def rotary_embedding(
     positions = positions.flatten()
     cos = cos_table.index_select(0, positions)
     sin = sin_table.index_select(0, positions)
+    return _rotate_query_key(query, key, cos, sin, head_size, rotary_dim, is_neox_style)
+
+
+def _rotate_query_key(query, key, cos, sin, head_size, rotary_dim, is_neox_style):
+    """Both of ``query`` and ``key`` rotated by the per-token ``cos``/``sin`` ``[T, R/2]``."""
     return (
         _rotate_heads(query, cos, sin, head_size, rotary_dim, is_neox_style),
         _rotate_heads(key, cos, sin, head_size, rotary_dim, is_neox_style),
@@ -174,10 +179,7 @@ def mrotary_embedding(
     cos = cos_table[positions[axes], frequency]  # [half, T]: frequency j at position axes[j]
     sin = sin_table[positions[axes], frequency]
     cos, sin = cos.transpose(0, 1), sin.transpose(0, 1)  # [T, half]
-    return (
-        _rotate_heads(query, cos, sin, head_size, rotary_dim, is_neox_style),
-        _rotate_heads(key, cos, sin, head_size, rotary_dim, is_neox_style),
-    )
+    return _rotate_query_key(query, key, cos, sin, head_size, rotary_dim, is_neox_style)
 
 
 def deepseek_rotary_embedding(
