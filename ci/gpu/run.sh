@@ -3,8 +3,8 @@
 # ../shared/tools/gpu-bundle.sh), .whl (this project's wheel: `pip wheel --no-deps -w .whl .`)
 # and, when a previous run saved one, .jitcache (flashinfer / SGLang JIT and Triton kernels,
 # minutes to rebuild otherwise).
-#   bash ci/gpu/run.sh STEP [STEP...]     steps: contract tests nvtests serving ops aten e2e dispatch
-#                                         sweep
+#   bash ci/gpu/run.sh STEP [STEP...]     steps: contract tests kernels nvtests serving ops aten e2e
+#                                         dispatch sweep
 #   (serving1, ops1, e2e1, e2e2, e2e2r: shorter or longer variants, see below)
 # Every step writes STEP.log (and its JSON/PNG) under $OUT; a failing step does not stop the rest.
 # The limits keep `tests ops dispatch`, `serving nvtests dispatch` and `e2e2r` each inside one
@@ -44,6 +44,11 @@ for s in "$@"; do
                 -o addopts="" tests/compat tests/platforms/test_release_hooks_sglang.py ;;
     tests)    step tests 200 $PY -m pytest -q --maxfail=25 -p no:cacheprovider -m cuda -o addopts="" \
                 tests/backends tests/platforms/nvidia ;;
+    kernels)  step kernels 330 $PY -m pytest -q --maxfail=40 -p no:cacheprovider -m cuda \
+                -o addopts="" tests/backends/test_flagos_cuda.py ;;
+    newkernels) step kernels 210 $PY -m pytest -q --maxfail=40 -p no:cacheprovider -m cuda \
+                -o addopts="" tests/backends/test_flagos_cuda.py -k "activation or gelu or gemma3 \
+                or without_scale or layer_norm or mrotary or mrope or deepseek or graph or hot" ;;
     nvtests)  step nvtests 110 $PY -m pytest -q --maxfail=25 -p no:cacheprovider -m cuda -o addopts="" \
                 tests/platforms/nvidia ;;
     serving1) step serving 80 $PY -m pytest -q -p no:cacheprovider -m cuda -o addopts="" -s \

@@ -141,7 +141,9 @@ def cmd_dispatch(args: argparse.Namespace) -> int:
 
 
 def _add_ops(kinds: argparse._SubParsersAction) -> None:
-    parser = kinds.add_parser("ops", help="fused ops per backend vs the vendor kernel (GPU)")
+    parser = kinds.add_parser(
+        "ops", help="fused ops per backend vs the vendor kernel or SGLang's own path (GPU)"
+    )
     parser.add_argument("--device", default="cuda", help="torch device (default: cuda)")
     parser.add_argument("--dtype", default="bfloat16", choices=DTYPE_NAMES)
     parser.add_argument(
@@ -169,12 +171,23 @@ def cmd_ops(args: argparse.Namespace) -> int:
     if emit_json(args, data):
         return 0
     print(f"{env['device_name']}: device copy bandwidth {copy_gbps:.0f} GB/s")
-    rows = [(r.op, r.impl, str(r.tokens), f"{r.latency_us:.1f}", f"{r.gbps:.0f}",
-             f"{r.copy_fraction:.0%}", f"{r.of_same_size_copy:.0%}", _ratio(r.vs_vendor),
-             _us(r.graph_us), _ratio(r.graph_vs_vendor)) for r in results]  # fmt: skip
-    print_table(("op", "impl", "tokens", "us", "GB/s", "of copy", "of same-size copy",
-                 "vs vendor", "graph us", "graph vs vendor"), rows)  # fmt: skip
+    print_table(OPS_HEADER, ops_rows(results))
+    print(f"baseline: the vendor kernel where a vendor backend takes the case, else SGLang's own "
+          f"path ({ops_bench.NATIVE})")  # fmt: skip
     return 0
+
+
+OPS_HEADER = ("op", "impl", "tokens", "us", "GB/s", "of copy", "of same-size copy", "baseline",
+              "vs baseline", "graph us", "graph vs baseline")  # fmt: skip
+
+
+def ops_rows(results) -> list[tuple[str, ...]]:
+    """One row per timing; ``baseline`` names what the ratios are against (a vendor backend,
+    or SGLang's own forward_native where no vendor kernel takes the case)."""
+    return [(r.op, r.impl, str(r.tokens), f"{r.latency_us:.1f}", f"{r.gbps:.0f}",
+             f"{r.copy_fraction:.0%}", f"{r.of_same_size_copy:.0%}", r.baseline or "-",
+             _ratio(r.vs_baseline), _us(r.graph_us), _ratio(r.graph_vs_baseline))
+            for r in results]  # fmt: skip
 
 
 # --------------------------------------------------------------------------- e2e

@@ -66,8 +66,8 @@ def _silu(inter: int) -> Workload:
 
     return Workload(
         f"silu_and_mul I={inter}", setup, lambda t: t * inter * 2 * 3,
-        lambda t: kernels.silu_config(inter, 2, t >= kernels.SILU_MANY_ROWS),
-        lambda: (kernels.SiluConfig(b, r, w)
+        lambda t: kernels.activation_config(inter, 2, t >= kernels.ACTIVATION_MANY_ROWS),
+        lambda: (kernels.ActivationConfig(b, r, w)
                  for b, r, w in itertools.product((512, 1024, 2048, 4096), (1, 2, 4), (2, 4, 8, 16))
                  if 4 <= b * r // (32 * w) <= 64),
     )  # fmt: skip

@@ -24,7 +24,15 @@ from sglang_fl.backends.reference import ReferenceBackend
 from sglang_fl.conformance.cases import OpCase, all_cases
 from sglang_fl.conformance.report import Check, Status
 from sglang_fl.dispatch.backend import Backend, OpImpl
-from sglang_fl.ops.catalog import OP_NAMES
+from sglang_fl.ops.catalog import (
+    DEEPSEEK_SCALING_ROTARY_EMBEDDING,
+    GEMMA3_RMS_NORM,
+    GEMMA_RMS_NORM,
+    MROTARY_EMBEDDING,
+    OP_NAMES,
+    RMS_NORM,
+    ROTARY_EMBEDDING,
+)
 
 # (rtol, atol) per dtype. The reference rounds to the input dtype after each step where SGLang's
 # forward_native does; a fused kernel typically computes in fp32 and rounds once. The gap is a
@@ -37,11 +45,11 @@ TOLERANCE = {
 }
 # Rotary: the rounding error scales with the operands (|x| up to ~5), not the result.
 ROTARY_ATOL = {torch.float32: 1e-5, torch.float16: 8e-3, torch.bfloat16: 6e-2}
+ROTARY_OPS = (ROTARY_EMBEDDING, MROTARY_EMBEDDING, DEEPSEEK_SCALING_ROTARY_EMBEDDING)
 # What the tensors of a tuple result are, in failure messages.
 OUTPUT_NAMES = {
-    "rms_norm": ("out", "new_residual"),
-    "gemma_rms_norm": ("out", "new_residual"),
-    "rotary_embedding": ("query", "key"),
+    **dict.fromkeys((RMS_NORM, GEMMA_RMS_NORM, GEMMA3_RMS_NORM), ("out", "new_residual")),
+    **dict.fromkeys(ROTARY_OPS, ("query", "key")),
 }
 
 
@@ -117,7 +125,7 @@ def _check_call(kernel, expected_kernel, impl: OpImpl, case: OpCase, tokens: int
                 )
     expected = expected_kernel(*_clone(snapshot))
     rtol, atol = TOLERANCE[case.params.dtype]
-    if case.op == "rotary_embedding":
+    if case.op in ROTARY_OPS:
         atol = ROTARY_ATOL[case.params.dtype]
     return _compare(actual, expected, OUTPUT_NAMES.get(case.op, ()), rtol, atol)
 

@@ -68,6 +68,7 @@ def install_layer2(settings: Settings, dispatch_key: str) -> Dispatcher | None:
                 cls, dispatcher.trampoline(BRIDGES[op], name), dispatch_key
             )
             _registered[name] = op
+    fused_ops.rebind_prebuilt(cls for classes in selected.values() for cls in classes.values())
     logger.info(
         "Layer 2: dispatching %s (key %r); first choices: %s",
         ", ".join(n for classes in selected.values() for n in classes),

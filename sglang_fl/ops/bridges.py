@@ -15,8 +15,28 @@ import torch
 from torch import nn
 
 from sglang_fl.dispatch.backend import Refusal
-from sglang_fl.ops.catalog import GEMMA_RMS_NORM, RMS_NORM, ROTARY_EMBEDDING, SILU_AND_MUL
-from sglang_fl.ops.params import ActivationParams, NormParams, RotaryParams
+from sglang_fl.ops.catalog import (
+    DEEPSEEK_SCALING_ROTARY_EMBEDDING,
+    GELU_AND_MUL,
+    GEMMA3_RMS_NORM,
+    GEMMA_RMS_NORM,
+    LAYER_NORM,
+    MROTARY_EMBEDDING,
+    NEW_GELU,
+    QUICK_GELU,
+    RMS_NORM,
+    RMS_NORM_WITHOUT_SCALE,
+    ROTARY_EMBEDDING,
+    SILU_AND_MUL,
+)
+from sglang_fl.ops.params import (
+    GELU_APPROXIMATIONS,
+    ActivationParams,
+    LayerNormParams,
+    MRotaryParams,
+    NormParams,
+    RotaryParams,
+)
 
 Forward = Callable[..., Any]
 
@@ -57,6 +77,28 @@ class SiluAndMulBridge(Bridge):
 
     def mutable_tensors(self, args, kwargs):
         return [_arg(args, kwargs, 0, "x")]
+
+
+class GeluAndMulBridge(SiluAndMulBridge):
+    """``forward(x)``, with the instance's ``approximate`` ("none" or "tanh")."""
+
+    op = GELU_AND_MUL
+
+    def params(self, module, args, kwargs):
+        approximate = getattr(module, "approximate", "tanh")
+        if approximate not in GELU_APPROXIMATIONS:  # SGLang itself raises for these
+            return Refusal(f"approximate={approximate!r} is not one of {GELU_APPROXIMATIONS}")
+        x = _arg(args, kwargs, 0, "x")
+        return ActivationParams(dtype=x.dtype, device=x.device, width=int(x.shape[-1]),
+                                approximate=approximate)  # fmt: skip
+
+
+class NewGeluBridge(SiluAndMulBridge):
+    op = NEW_GELU
+
+
+class QuickGeluBridge(SiluAndMulBridge):
+    op = QUICK_GELU
 
 
 class _NormBridge(Bridge):
@@ -126,6 +168,69 @@ class GemmaRMSNormBridge(_NormBridge):
     op = GEMMA_RMS_NORM
 
 
+class Gemma3RMSNormBridge(Bridge):
+    """``forward(x)`` (SGLang 0.5.15) or ``forward(x, residual=None)`` (0.5.21+); the raw
+    ``weight`` (scale ``1 + weight``) and ``eps``. With a residual the result is
+    ``(normed, x + residual)``, the sum in the input dtype, as SGLang's paths compute it."""
+
+    op = GEMMA3_RMS_NORM
+
+    def params(self, module, args, kwargs):
+        x = _arg(args, kwargs, 0, "x")
+        return NormParams(weight=module.weight, eps=float(module.eps),
+                          hidden_size=int(module.weight.shape[-1]), dtype=x.dtype,
+                          device=x.device)  # fmt: skip
+
+    def forward(self, module, kernel, own):
+        def forward(x, residual=None):
+            return kernel(x, residual)
+
+        return forward
+
+    def mutable_tensors(self, args, kwargs):
+        found = [_arg(args, kwargs, 0, "x"), _arg(args, kwargs, 1, "residual")]
+        return [t for t in found if t is not None]
+
+
+class RMSNormWithoutScaleBridge(Bridge):
+    """``forward(x)``: normalised, no scale."""
+
+    op = RMS_NORM_WITHOUT_SCALE
+
+    def params(self, module, args, kwargs):
+        x = _arg(args, kwargs, 0, "x")
+        return NormParams(weight=None, eps=float(module.eps), hidden_size=int(x.shape[-1]),
+                          dtype=x.dtype, device=x.device)  # fmt: skip
+
+    def forward(self, module, kernel, own):
+        def forward(x):
+            return kernel(x, None)
+
+        return forward
+
+
+class LayerNormBridge(Bridge):
+    """``forward(x)``; SGLang's LayerNorm always holds a weight and a bias and uses them only
+    when ``elementwise_affine`` / ``use_bias``, computing in its parameters' dtype."""
+
+    op = LAYER_NORM
+
+    def params(self, module, args, kwargs):
+        x = _arg(args, kwargs, 0, "x")
+        return LayerNormParams(
+            weight=module.weight if module.elementwise_affine else None,
+            bias=module.bias if module.use_bias else None,
+            eps=float(module.variance_epsilon),
+            hidden_size=int(module.hidden_size),
+            compute_dtype=module.dtype,
+            dtype=x.dtype,
+            device=x.device,
+        )
+
+    def forward(self, module, kernel, own):
+        return kernel  # same signature: forward(x) -> out
+
+
 class RotaryEmbeddingBridge(Bridge):
     """``forward(positions, query, key, offsets=None, fused_set_kv_buffer_arg=None)``.
 
@@ -162,12 +267,65 @@ class RotaryEmbeddingBridge(Bridge):
         return [_arg(args, kwargs, 1, "query"), _arg(args, kwargs, 2, "key")]
 
 
+class MRotaryEmbeddingBridge(Bridge):
+    """``forward(positions, query, key, fused_set_kv_buffer_arg=None)``: ``positions`` ``[3, T]``
+    or ``[T]``. A call with ``fused_set_kv_buffer_arg`` goes to SGLang's own path, as for
+    RotaryEmbedding. GLM's interleaving (``mrope_interleaved_glm``) is honoured only by
+    SGLang's CUDA kernel, not by its own ``forward_native``: such instances stay on SGLang's
+    path."""
+
+    op = MROTARY_EMBEDDING
+
+    def params(self, module, args, kwargs):
+        if getattr(module, "mrope_interleaved_glm", False):
+            return Refusal("mrope_interleaved_glm=True (GLM's layout, SGLang's CUDA kernel only)")
+        query = _arg(args, kwargs, 1, "query")
+        section = getattr(module, "mrope_section", None)
+        return MRotaryParams(
+            cos_sin_cache=module.cos_sin_cache,
+            head_size=int(module.head_size),
+            rotary_dim=int(module.rotary_dim),
+            is_neox_style=bool(module.is_neox_style),
+            mrope_section=tuple(int(s) for s in section) if section else None,
+            interleaved=bool(getattr(module, "mrope_interleaved", False)),
+            dtype=query.dtype,
+            device=query.device,
+        )
+
+    def forward(self, module, kernel, own):
+        def forward(positions, query, key, fused_set_kv_buffer_arg=None):
+            if fused_set_kv_buffer_arg is not None:
+                return own(positions, query, key, fused_set_kv_buffer_arg)
+            return kernel(positions, query, key)
+
+        return forward
+
+    def mutable_tensors(self, args, kwargs):
+        return [_arg(args, kwargs, 1, "query"), _arg(args, kwargs, 2, "key")]
+
+
+class DeepseekScalingRotaryEmbeddingBridge(RotaryEmbeddingBridge):
+    """``forward(positions, query, key, offsets=None)``: its ``forward_native`` takes no
+    ``fused_set_kv_buffer_arg``; its CUDA path (RotaryEmbedding's) does, and then goes to
+    SGLang's own path as for RotaryEmbedding."""
+
+    op = DEEPSEEK_SCALING_ROTARY_EMBEDDING
+
+
 BRIDGES: dict[str, Bridge] = {
     bridge.op: bridge
     for bridge in (
         SiluAndMulBridge(),
+        GeluAndMulBridge(),
+        NewGeluBridge(),
+        QuickGeluBridge(),
         RMSNormBridge(),
         GemmaRMSNormBridge(),
+        Gemma3RMSNormBridge(),
+        RMSNormWithoutScaleBridge(),
+        LayerNormBridge(),
         RotaryEmbeddingBridge(),
+        MRotaryEmbeddingBridge(),
+        DeepseekScalingRotaryEmbeddingBridge(),
     )
 }

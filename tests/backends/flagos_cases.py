@@ -29,7 +29,13 @@ from __future__ import annotations
 import torch
 
 from sglang_fl.backends.reference import math as ref
-from sglang_fl.ops.params import ActivationParams, NormParams, RotaryParams
+from sglang_fl.ops.params import (
+    ActivationParams,
+    LayerNormParams,
+    MRotaryParams,
+    NormParams,
+    RotaryParams,
+)
 
 ULP = {torch.float32: 0.0, torch.bfloat16: 2.0**-7, torch.float16: 2.0**-10}
 ATOL = 1e-5
@@ -101,6 +107,44 @@ def check_silu_and_mul(device: str, dtype: torch.dtype, tokens: int, d: int, lay
     assert torch.equal(x, before)  # input untouched
 
 
+# ---- gelu_and_mul, new_gelu, quick_gelu -----------------------------------------------------
+
+
+def check_activation(
+    device: str, dtype: torch.dtype, op: str, tokens: int, d: int, layout: str,
+    approximate: str = "none",
+):  # fmt: skip
+    """``op``: gelu_and_mul (width 2d, ``approximate``), new_gelu or quick_gelu (width d)."""
+    gated = op == "gelu_and_mul"
+    x = _rows(tokens, 2 * d if gated else d, layout, dtype, device, seed=tokens * 5 + d)
+    before = x.clone()
+    if gated:
+        exact = ref.gelu_and_mul(x.float(), approximate)
+        launch = lambda x, out: _kernels().gelu_and_mul(x, approximate, out=out)  # noqa: E731
+    else:
+        exact = {"new_gelu": ref.new_gelu, "quick_gelu": ref.quick_gelu}[op](x.float())
+        launch = getattr(_kernels(), op)
+    params = ActivationParams(dtype, torch.device(device), int(x.shape[-1]), approximate)
+    got = _impl(op).bind(params)(x)
+    assert got.shape == (*x.shape[:-1], d)
+    assert_rounded(got, exact, dtype, device)
+    poisoned = torch.full_like(got, float("nan"))
+    assert launch(x, out=poisoned) is poisoned
+    assert_rounded(poisoned, exact, dtype, device)
+    assert torch.equal(x, before)
+
+
+def check_gelu_variants_differ(device: str):
+    """The exact and the tanh gelu differ where they should (~1e-3 around |x| ~ 2): a kernel
+    that ignored ``approximate`` would pass both checks above within bf16, not in fp32."""
+    x = torch.linspace(-4, 4, 2 * 256, device=device).view(1, -1)
+    exact = _kernels().gelu_and_mul(x, "none")
+    tanh = _kernels().gelu_and_mul(x, "tanh")
+    assert (exact - tanh).abs().max().item() > 1e-4
+    assert_rounded(exact, ref.gelu_and_mul(x, "none"), torch.float32, device)
+    assert_rounded(tanh, ref.gelu_and_mul(x, "tanh"), torch.float32, device)
+
+
 # ---- rms_norm / gemma_rms_norm --------------------------------------------------------------
 
 
@@ -152,6 +196,65 @@ def check_norm(
 def _exact_norm(h32: torch.Tensor, weight: torch.Tensor, eps: float, gemma: bool):
     norm = ref.gemma_rms_norm if gemma else ref.rms_norm
     return norm(h32, None, weight.float(), eps)
+
+
+def check_gemma3_norm(device: str, dtype: torch.dtype, residual: bool):
+    """gemma3_rms_norm binds Gemma's kernels: plain on Gemma 3's ``[tokens, heads, head_dim]``
+    q/k norms (a 3-D input, the weight over head_dim), and the residual form on rows."""
+    hidden, eps = 256, 1e-6
+    weight = _randn((hidden,), dtype, device, seed=3, scale=0.5)
+    bound = _impl("gemma3_rms_norm").bind(NormParams(weight, eps, hidden, dtype,
+                                                     torch.device(device)))  # fmt: skip
+    if not residual:
+        x = _randn((5, 4, hidden), dtype, device, seed=4)
+        assert_rounded(bound(x, None), _exact_norm(x.float(), weight, eps, True), dtype, device)
+        return
+    x, res = _randn((5, hidden), dtype, device, seed=5), _randn((5, hidden), dtype, device, 6)
+    x_in, res_in = x.clone(), res.clone()
+    out, new_res = bound(x, res)
+    assert_rounded(new_res, x_in.float() + res_in.float(), dtype, device)
+    assert_rounded(out, _exact_norm(new_res.float(), weight, eps, True), dtype, device)
+
+
+def check_norm_without_scale(device: str, dtype: torch.dtype, tokens: int, hidden: int,
+                             layout: str):  # fmt: skip
+    eps = 1e-5
+    x = _rows(tokens, hidden, layout, dtype, device, seed=tokens + hidden)
+    before = x.clone()
+    bound = _impl("rms_norm_without_scale").bind(
+        NormParams(None, eps, hidden, dtype, torch.device(device))
+    )
+    exact = ref.rms_norm_without_scale(x.float(), eps)
+    assert_rounded(bound(x, None), exact, dtype, device)
+    poisoned = torch.full(x.shape, float("nan"), dtype=dtype, device=device)
+    assert _kernels().norm(x, None, eps, out=poisoned) is poisoned
+    assert_rounded(poisoned, exact, dtype, device)
+    assert torch.equal(x, before)
+
+
+# ---- layer_norm -----------------------------------------------------------------------------
+
+
+def check_layer_norm(
+    device: str, dtype: torch.dtype, tokens: int, hidden: int, layout: str, weight: bool,
+    bias: bool, param_dtype: torch.dtype = torch.float32,
+):  # fmt: skip
+    """SGLang's LayerNorm: parameters in ``param_dtype`` (fp32 by default), computed in it."""
+    eps = 1e-6
+    x = _rows(tokens, hidden, layout, dtype, device, seed=tokens * 11 + hidden)
+    w = _randn((hidden,), param_dtype, device, seed=7, scale=0.5) + 1 if weight else None
+    b = _randn((hidden,), param_dtype, device, seed=8, scale=0.5) if bias else None
+    before = x.clone()
+    params = LayerNormParams(w, b, eps, hidden, param_dtype, dtype, torch.device(device))
+    exact = ref.layer_norm(x.float(), None if w is None else w.float(),
+                           None if b is None else b.float(), eps, torch.float32)  # fmt: skip
+    got = _impl("layer_norm").bind(params)(x)
+    assert got.shape == x.shape
+    assert_rounded(got, exact, dtype, device)
+    poisoned = torch.full(x.shape, float("nan"), dtype=dtype, device=device)
+    assert _kernels().layer_norm(x, w, b, eps, out=poisoned) is poisoned
+    assert_rounded(poisoned, exact, dtype, device)
+    assert torch.equal(x, before)
 
 
 # ---- rotary_embedding -----------------------------------------------------------------------
@@ -240,3 +343,75 @@ def check_rotary_positions_2d(device: str, dtype: torch.dtype):
     launch(positions, q, k, cache, 64, 64, True)
     launch(positions.view(1, -1), q2, k2, cache, 64, 64, True)
     assert torch.equal(q, q2) and torch.equal(k, k2)
+
+
+# ---- mrotary_embedding ----------------------------------------------------------------------
+
+
+def check_mrotary(
+    device: str, dtype: torch.dtype, tokens: int, section: tuple[int, int, int],
+    interleaved: bool, is_neox: bool = True, head_size: int = 128, flat_positions: bool = False,
+):  # fmt: skip
+    """Multimodal rope on ``[3, T]`` positions (or ``[T]`` with ``flat_positions``), q and k
+    views of a fused qkv, against the reference's mrope."""
+    rotary_dim, max_positions = 2 * sum(section), 64
+    cache = rope_cache(rotary_dim, max_positions, torch.float32, device)
+    gen = torch.Generator().manual_seed(tokens * 13 + rotary_dim)
+    shape = (tokens,) if flat_positions else (3, tokens)
+    positions = torch.randint(0, max_positions, shape, generator=gen).to(device)
+    q, k, qkv = rope_inputs(tokens, 4, 2, head_size, "qkv", dtype, device, seed=tokens + 1)
+    q_before, k_before, qkv_before = q.clone(), k.clone(), qkv.clone()
+    cos, sin = ref.split_cos_sin(cache.float())
+    axes = ref.mrope_axes(rotary_dim // 2, section, interleaved, torch.device(device))
+    exact_q, exact_k = ref.mrotary_embedding(positions, q.float(), k.float(), cos, sin, axes,
+                                             head_size, rotary_dim, is_neox)  # fmt: skip
+    params = MRotaryParams(cache, head_size, rotary_dim, is_neox, section, interleaved, dtype,
+                           torch.device(device))  # fmt: skip
+    got_q, got_k = _impl("mrotary_embedding").bind(params)(positions, q, k)
+    assert got_q is q and got_k is k
+    assert_rounded(q, exact_q, dtype, device)
+    assert_rounded(k, exact_k, dtype, device)
+    _assert_rest_untouched(q, q_before, head_size, rotary_dim)
+    _assert_rest_untouched(k, k_before, head_size, rotary_dim)
+    assert torch.equal(qkv[:, 6 * head_size :], qkv_before[:, 6 * head_size :])  # v untouched
+
+
+def check_mrope_sections_matter(device: str):
+    """Different position rows per section: chunked and interleaved layouts give different
+    results (a kernel that read only the t row would pass neither check)."""
+    results = []
+    for interleaved in (False, True):
+        q, k, _ = rope_inputs(3, 1, 1, 64, "contiguous", torch.float32, device, seed=9)
+        positions = torch.tensor([[1, 2, 3], [10, 20, 30], [40, 50, 60]], device=device)
+        cache = rope_cache(64, 64, torch.float32, device)
+        params = MRotaryParams(cache, 64, 64, True, (8, 12, 12), interleaved, torch.float32,
+                               torch.device(device))  # fmt: skip
+        results.append(_impl("mrotary_embedding").bind(params)(positions, q, k)[0].clone())
+        t_only = q.clone()
+        _kernels().rotary_embedding(positions[0], t_only, None, cache, 64, 64, True)
+        assert not torch.equal(results[-1], t_only)
+    assert not torch.equal(results[0], results[1])
+
+
+# ---- deepseek_scaling_rotary_embedding ------------------------------------------------------
+
+
+def check_deepseek_rotary(device: str, dtype: torch.dtype, tokens: int, is_neox: bool):
+    """DeepSeek's rope: a 64-dim rope on 128+64 heads (the rope part only is passed by MLA, as
+    a [T, heads, 64] view); mscale folded into an fp32 cache."""
+    head_size = rotary_dim = 64
+    cache = rope_cache(rotary_dim, 64, torch.float32, device) * 1.25  # mscale
+    gen = torch.Generator().manual_seed(tokens)
+    positions = torch.randint(0, 64, (tokens,), generator=gen).to(device)
+    q_full = _randn((tokens, 4, 128 + 64), dtype, device, seed=tokens + 2)
+    q = q_full[..., 128:]  # the rope part of each head, strided
+    k = _randn((tokens, 1, 64), dtype, device, seed=tokens + 3)
+    nope_before = q_full[..., :128].clone()
+    exact_q, exact_k = ref.deepseek_rotary_embedding(positions, q.float(), k.float(), cache,
+                                                     head_size, rotary_dim, is_neox)  # fmt: skip
+    params = RotaryParams(cache, head_size, rotary_dim, is_neox, dtype, torch.device(device))
+    got_q, got_k = _impl("deepseek_scaling_rotary_embedding").bind(params)(positions, q, k)
+    assert got_q.shape == q.shape and got_k.shape == k.shape
+    assert_rounded(got_q, exact_q, dtype, device)
+    assert_rounded(got_k, exact_k, dtype, device)
+    assert torch.equal(q_full[..., :128], nope_before)

@@ -18,7 +18,13 @@ import flagos_cases as cases
 import pytest
 import torch
 
-from sglang_fl.ops.params import ActivationParams, NormParams, RotaryParams
+from sglang_fl.ops.params import (
+    ActivationParams,
+    LayerNormParams,
+    MRotaryParams,
+    NormParams,
+    RotaryParams,
+)
 
 pytestmark = pytest.mark.cuda
 
@@ -92,8 +98,68 @@ def test_rotary_positions_any_shape():
     cases.check_rotary_positions_2d("cuda", torch.bfloat16)
 
 
+# ---- the ops of Gemma, vision-language and DeepSeek-style models ----------------------------
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("tokens", TOKENS)
+@pytest.mark.parametrize(
+    ("op", "approximate"),
+    [("gelu_and_mul", "none"), ("gelu_and_mul", "tanh"), ("new_gelu", "none"),
+     ("quick_gelu", "none")],
+)  # fmt: skip
+@pytest.mark.parametrize(("d", "layout"), [(9216, "contiguous"), (4304, "strided"), (33, "3d")])
+def test_activation(dtype, tokens, op, approximate, d, layout):
+    cases.check_activation("cuda", dtype, op, tokens, d, layout, approximate)
+
+
+def test_gelu_variants_differ():
+    cases.check_gelu_variants_differ("cuda")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("residual", (False, True), ids=("plain-3d", "residual"))
+def test_gemma3_norm(dtype, residual):
+    cases.check_gemma3_norm("cuda", dtype, residual)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("tokens", TOKENS)
+@pytest.mark.parametrize(("hidden", "layout"), [(4096, "contiguous"), (100, "strided")])
+def test_norm_without_scale(dtype, tokens, hidden, layout):
+    cases.check_norm_without_scale("cuda", dtype, tokens, hidden, layout)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("tokens", TOKENS)
+@pytest.mark.parametrize(("weight", "bias"), [(True, True), (True, False), (False, False)])
+@pytest.mark.parametrize(("hidden", "layout"), [(1152, "contiguous"), (4096, "strided")])
+def test_layer_norm(dtype, tokens, weight, bias, hidden, layout):
+    cases.check_layer_norm("cuda", dtype, tokens, hidden, layout, weight, bias)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("tokens", TOKENS)
+@pytest.mark.parametrize("interleaved", (False, True), ids=("chunked", "interleaved"))
+def test_mrotary(dtype, tokens, interleaved):
+    cases.check_mrotary("cuda", dtype, tokens, (16, 24, 24), interleaved)
+
+
+def test_mrope_sections_matter():
+    cases.check_mrope_sections_matter("cuda")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("tokens", TOKENS)
+@pytest.mark.parametrize("is_neox", (False, True), ids=("interleaved", "neox"))
+def test_deepseek_rotary(dtype, tokens, is_neox):
+    cases.check_deepseek_rotary("cuda", dtype, tokens, is_neox)
+
+
 # ---- CUDA graphs, host syncs and allocations ------------------------------------------------
-# Serving shapes in bf16: 64 tokens, hidden 4096, I=11008, rope 32 q / 8 kv heads of 128.
+# Serving shapes in bf16: 64 tokens, hidden 4096, I=11008, rope 32 q / 8 kv heads of 128; Gemma
+# 3's I=9216 (gelu), SigLIP's 4304 (quick gelu) and 1152 (layer norm), Qwen2.5-VL's mrope (28 q /
+# 4 kv heads of 128, sections 16/24/24).
 
 
 @dataclass(frozen=True)
@@ -119,6 +185,25 @@ def _op_case(name: str, tokens: int = 64) -> OpCase:
     if name == "silu_and_mul":
         fns = _bind_both(name, ActivationParams(torch.bfloat16, DEV))
         return OpCase(*fns, lambda: [_randn(tokens, 2 * 11008)], 1)
+    if name in ("gelu_and_mul", "new_gelu", "quick_gelu"):
+        width = 2 * 9216 if name == "gelu_and_mul" else 4304
+        fns = _bind_both(name, ActivationParams(torch.bfloat16, DEV, width, "tanh"))
+        return OpCase(*fns, lambda: [_randn(tokens, width)], 1)
+    if name == "layer_norm":
+        weight, bias = torch.randn(1152, device=DEV), torch.randn(1152, device=DEV)
+        params = LayerNormParams(weight, bias, 1e-6, 1152, torch.float32, torch.bfloat16, DEV)
+        return OpCase(*_bind_both(name, params), lambda: [_randn(tokens, 1152)], 1)
+    if name == "mrotary_embedding":
+        cache = cases.rope_cache(128, 4096, torch.float32, "cuda")
+        params = MRotaryParams(cache, 128, 128, True, (16, 24, 24), False, torch.bfloat16, DEV)
+        fns = _bind_both(name, params)
+        positions = lambda: torch.randint(0, 4096, (3, tokens), device=DEV)  # noqa: E731
+        return OpCase(
+            lambda p, qkv: fns[0](p, qkv[:, :3584], qkv[:, 3584:4096]),
+            lambda p, qkv: fns[1](p, qkv[:, :3584].clone(), qkv[:, 3584:4096].clone()),
+            lambda: [positions(), _randn(tokens, 36 * 128)],
+            0,
+        )
     if name == "rotary_embedding":
         cache = cases.rope_cache(128, 4096, torch.float32, "cuda")
         fns = _bind_both(name, RotaryParams(cache, 128, 128, True, torch.bfloat16, DEV))
@@ -141,7 +226,8 @@ def _op_case(name: str, tokens: int = 64) -> OpCase:
 
 GRAPH_OPS = (
     "silu_and_mul", "rms_norm", "fused_add_rms_norm", "gemma_fused_add_rms_norm",
-    "rotary_embedding",
+    "rotary_embedding", "gelu_and_mul", "new_gelu", "quick_gelu", "layer_norm",
+    "mrotary_embedding",
 )  # fmt: skip
 
 

@@ -102,3 +102,73 @@ def test_rotary_many_heads_one_token(interpreter):
 
 def test_rotary_positions_any_shape(interpreter):
     interpreter(cases.check_rotary_positions_2d, torch.float32)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(
+    ("op", "approximate"),
+    [("gelu_and_mul", "none"), ("gelu_and_mul", "tanh"), ("new_gelu", "none"),
+     ("quick_gelu", "none")],
+)  # fmt: skip
+@pytest.mark.parametrize(
+    ("tokens", "d", "layout"),
+    [(1, 1000, "contiguous"), (7, 33, "strided"), (6, 96, "3d"), (65, 100, "strided")],
+)  # fmt: skip
+def test_activation(interpreter, dtype, op, approximate, tokens, d, layout):
+    interpreter(cases.check_activation, dtype, op, tokens, d, layout, approximate)
+
+
+def test_gelu_variants_differ(interpreter):
+    interpreter(cases.check_gelu_variants_differ)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("residual", (False, True), ids=("plain-3d", "residual"))
+def test_gemma3_norm(interpreter, dtype, residual):
+    interpreter(cases.check_gemma3_norm, dtype, residual)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(
+    ("tokens", "hidden", "layout"), [(1, 4096, "contiguous"), (7, 100, "strided"), (6, 64, "3d")]
+)
+def test_norm_without_scale(interpreter, dtype, tokens, hidden, layout):
+    interpreter(cases.check_norm_without_scale, dtype, tokens, hidden, layout)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(("weight", "bias"), [(True, True), (True, False), (False, False)])
+@pytest.mark.parametrize(
+    ("tokens", "hidden", "layout"), [(1, 1152, "contiguous"), (7, 100, "strided"), (6, 96, "3d")]
+)
+def test_layer_norm(interpreter, dtype, weight, bias, tokens, hidden, layout):
+    interpreter(cases.check_layer_norm, dtype, tokens, hidden, layout, weight, bias)
+
+
+def test_layer_norm_params_in_the_input_dtype(interpreter):
+    interpreter(cases.check_layer_norm, torch.bfloat16, 5, 200, "contiguous", True, True,
+                torch.bfloat16)  # fmt: skip
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("interleaved", (False, True), ids=("chunked", "interleaved"))
+@pytest.mark.parametrize(("tokens", "section"), [(1, (16, 24, 24)), (5, (8, 12, 12))])
+def test_mrotary(interpreter, dtype, interleaved, tokens, section):
+    interpreter(cases.check_mrotary, dtype, tokens, section, interleaved)
+
+
+@pytest.mark.parametrize("is_neox", (True, False), ids=("neox", "gptj"))
+def test_mrotary_flat_positions_and_partial_rotary(interpreter, is_neox):
+    # [T] positions: plain rope; the rotary part (2 * 32) is half of the 128-dim heads
+    interpreter(cases.check_mrotary, torch.bfloat16, 4, (8, 12, 12), False, is_neox, 128, True)
+
+
+def test_mrope_sections_matter(interpreter):
+    interpreter(cases.check_mrope_sections_matter)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("is_neox", (False, True), ids=("interleaved", "neox"))
+@pytest.mark.parametrize("tokens", (1, 7))
+def test_deepseek_rotary(interpreter, dtype, is_neox, tokens):
+    interpreter(cases.check_deepseek_rotary, dtype, tokens, is_neox)

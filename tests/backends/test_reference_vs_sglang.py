@@ -9,10 +9,19 @@ then ``ReferenceBackend().implementations()[op].bind(params)``, wrapped by the b
 exercised too.
 
 Tolerance: where the reference performs the same operations in the same order and precision
-as ``forward_native`` (SiLU-and-mul, RMSNorm and GemmaRMSNorm incl. residual, all rotary
-variants: they only differ in how the cos/sin cache is built), the results must be
-*bit-identical* in every dtype, so those comparisons use ``rtol=atol=0``. The one documented
-exception is RMSNorm with ``post_residual_addition`` (see the test there).
+as ``forward_native`` (SiLU-and-mul, GELU-and-mul in both approximations, NewGELU, QuickGELU,
+RMSNorm, GemmaRMSNorm and Gemma3RMSNorm incl. residual, RMSNormWithoutScale, LayerNorm, all
+rotary variants incl. multimodal and DeepSeek's: they only differ in how the cos/sin cache is
+built), the results must be *bit-identical* in every dtype, so those comparisons use
+``rtol=atol=0``. The documented exceptions: RMSNorm with ``post_residual_addition`` (see the
+test there), and DeepSeek's neox style, whose ``forward_native`` returns the same values with
+a leading dimension of 1 (``[1, T, H, D]``: an artefact of its ``cos.repeat(1, 1, 2)``) that the
+contract, like SGLang's CUDA path, does not have.
+
+The new classes are also dispatched end to end (``test_*_dispatches_through_the_bridge``): a
+real Dispatcher over the reference backend is attached to a real SGLang instance the way SGLang
+binds a registered forward, and ``module(...)`` must return what ``forward_native`` returns,
+then run the installed bridge forward on later calls.
 
 SGLang's layer modules resolve ``current_platform`` on import, so the platform is pinned to
 sglang-fl's (``SGLANG_PLATFORM=sglang_fl``, its installed platform entry point) around the
@@ -22,17 +31,43 @@ a conftest, and removed again once SGLang has cached its platform.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import os
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
 
 from sglang_fl.backends.reference import ReferenceBackend
+from sglang_fl.bundles import discover_bundles
+from sglang_fl.compat import fused_ops
+from sglang_fl.config import load_settings
 from sglang_fl.dispatch.backend import Refusal
+from sglang_fl.dispatch.binder import Dispatcher
+from sglang_fl.dispatch.dispatch_log import DispatchLog
+from sglang_fl.dispatch.registry import build_registry
+from sglang_fl.dispatch.selection import plan_op
 from sglang_fl.ops.bridges import BRIDGES, RMSNormBridge
-from sglang_fl.ops.params import NormParams, RotaryParams
+from sglang_fl.ops.catalog import (
+    DEEPSEEK_SCALING_ROTARY_EMBEDDING,
+    FAMILY_BY_CLASS,
+    GELU_AND_MUL,
+    GEMMA3_RMS_NORM,
+    LAYER_NORM,
+    MROTARY_EMBEDDING,
+    NEW_GELU,
+    QUICK_GELU,
+    RMS_NORM_WITHOUT_SCALE,
+)
+from sglang_fl.ops.params import (
+    ActivationParams,
+    LayerNormParams,
+    MRotaryParams,
+    NormParams,
+    RotaryParams,
+)
 
 _PLATFORM_WAS_SET = "SGLANG_PLATFORM" in os.environ
 os.environ.setdefault("SGLANG_PLATFORM", "sglang_fl")
@@ -40,14 +75,25 @@ try:
     with warnings.catch_warnings():
         # Importing SGLang's layers on a CPU-only host warns about CUDA-only quantisation.
         warnings.simplefilter("ignore")
-        from sglang.srt.layers.activation import SiluAndMul
-        from sglang.srt.layers.layernorm import GemmaRMSNorm, RMSNorm
+        from sglang.srt.layers.activation import GeluAndMul, NewGELU, QuickGELU, SiluAndMul
+        from sglang.srt.layers.layernorm import (
+            Gemma3RMSNorm,
+            GemmaRMSNorm,
+            LayerNorm,
+            RMSNorm,
+            RMSNormWithoutScale,
+        )
         from sglang.srt.layers.rotary_embedding import get_rope
         from sglang.srt.layers.rotary_embedding.base import (
             LinearScalingRotaryEmbedding,
             RotaryEmbedding,
         )
+        from sglang.srt.layers.rotary_embedding.mrope import (
+            MRotaryEmbedding,
+            YaRNScalingMRotaryEmbedding,
+        )
         from sglang.srt.layers.rotary_embedding.rope_variant import (
+            DeepseekScalingRotaryEmbedding,
             DynamicNTKAlphaRotaryEmbedding,
             DynamicNTKScalingRotaryEmbedding,
             Gemma4RotaryEmbedding,
@@ -433,3 +479,428 @@ def test_rotary_bridge_declines_precomputed_sin_cos_cache():
     args = (torch.arange(4), _randn(4, 32), _randn(4, 32))
     declined = BRIDGES["rotary_embedding"].params(module, args, {})
     assert isinstance(declined, Refusal) and "sin_cos_cache" in declined.reason
+
+
+# --------------------------------------------------------------------------- activations (new)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("approximate", ["tanh", "none"])
+@pytest.mark.parametrize(
+    "shape", [(9, 2 * 64), (1, 2 * 33), (0, 2 * 8), (2, 3, 2 * 17)],
+    ids=["d64", "one_token_odd_d", "zero_tokens", "3d"],
+)  # fmt: skip
+def test_gelu_and_mul_matches_sglang(shape, approximate, dtype):
+    module = GeluAndMul(approximate=approximate)
+    x = _randn(*shape, dtype=dtype, seed=100, scale=3.0)
+    forward, params = _reference_forward(GELU_AND_MUL, module, (x,))
+    assert isinstance(params, ActivationParams) and params.approximate == approximate
+    before = _snapshot(x)
+    ours = forward(x)
+    _assert_unchanged([x], before)
+    _assert_same(ours, module.forward_native(x))
+
+
+def test_gelu_and_mul_strided_input_matches_sglang():
+    module = GeluAndMul()
+    wide = _randn(5, 2 * 48 + 6, dtype=torch.bfloat16, seed=101, scale=3.0)
+    x = wide[:, 3 : 3 + 2 * 48]
+    forward, _ = _reference_forward(GELU_AND_MUL, module, (x,))
+    _assert_same(forward(x), module.forward_native(x))
+
+
+def test_gelu_and_mul_bridge_declines_an_approximation_sglang_rejects():
+    """SGLang's own kernels raise for anything but tanh/none (its native path would pass any
+    string on to F.gelu); the bridge leaves such an instance on SGLang's path."""
+    module = GeluAndMul(approximate="sigmoid")
+    declined = BRIDGES[GELU_AND_MUL].params(module, (_randn(2, 8),), {})
+    assert isinstance(declined, Refusal)
+    assert declined.reason == "approximate='sigmoid' is not one of ('none', 'tanh')"
+
+
+ELEMENTWISE = {NEW_GELU: NewGELU, QUICK_GELU: QuickGELU}
+
+
+@pytest.mark.parametrize("op", list(ELEMENTWISE))
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize(
+    "shape", [(9, 64), (1, 33), (0, 8), (2, 3, 17)],
+    ids=["w64", "one_token_odd_w", "zero_tokens", "3d"],
+)  # fmt: skip
+def test_elementwise_gelus_match_sglang(op, shape, dtype):
+    module = ELEMENTWISE[op]()
+    x = _randn(*shape, dtype=dtype, seed=102, scale=4.0)
+    forward, _ = _reference_forward(op, module, (x,))
+    before = _snapshot(x)
+    ours = forward(x)
+    _assert_unchanged([x], before)
+    _assert_same(ours, module.forward_native(x))
+
+
+# --------------------------------------------------------------------------- norms (new)
+
+GEMMA3_TAKES_A_RESIDUAL = "residual" in inspect.signature(Gemma3RMSNorm.forward_native).parameters
+
+
+def _gemma3_norm(hidden: int, dtype, seed: int) -> Gemma3RMSNorm:
+    return _randomize(Gemma3RMSNorm(hidden, eps=1e-6).to(dtype), seed, scale=0.5)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("shape", NORM_SHAPES, ids=NORM_IDS)
+def test_gemma3_rms_norm_matches_sglang(shape, dtype):
+    """``forward(x)`` on every release: decoder norms [T, hidden] and the per-head q/k norms
+    [T, heads, head_dim]; ``eps`` (not ``variance_epsilon``) and the raw weight reach the
+    kernel."""
+    module = _gemma3_norm(shape[-1], dtype, seed=110)
+    x = _randn(*shape, dtype=dtype, seed=111, scale=2.0)
+    forward, params = _reference_forward(GEMMA3_RMS_NORM, module, (x,))
+    assert isinstance(params, NormParams)
+    assert params.weight is module.weight and params.eps == module.eps
+    before = _snapshot(x, module.weight)
+    ours = forward(x)
+    _assert_unchanged([x, module.weight], before)
+    _assert_same(ours, module.forward_native(x))
+
+
+@pytest.mark.skipif(
+    not GEMMA3_TAKES_A_RESIDUAL,
+    reason="this SGLang's Gemma3RMSNorm takes no residual (added in 0.5.21)",
+)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("shape", NORM_SHAPES[:3], ids=NORM_IDS[:3])
+def test_gemma3_rms_norm_residual_matches_sglang(shape, dtype):
+    """0.5.21+ decoder layers call ``norm(h, residual)``: ``(norm(h + residual), h + residual)``
+    with the sum in the input dtype, as forward_native computes it."""
+    module = _gemma3_norm(shape[-1], dtype, seed=112)
+    x = _randn(*shape, dtype=dtype, seed=113, scale=2.0)
+    residual = _randn(*shape, dtype=dtype, seed=114)
+    forward, _ = _reference_forward(GEMMA3_RMS_NORM, module, (x, residual))
+    before = _snapshot(x, residual)
+    ours = forward(x, residual)
+    _assert_unchanged([x, residual], before)
+    _assert_same(ours, module.forward_native(x, residual))
+    _assert_same(forward(x, residual=residual), module.forward_native(x, residual=residual))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("shape", [*NORM_SHAPES, (0, 16)], ids=[*NORM_IDS, "zero_tokens"])
+def test_rms_norm_without_scale_matches_sglang(shape, dtype):
+    module = RMSNormWithoutScale(shape[-1], eps=1e-5)
+    x = _randn(*shape, dtype=dtype, seed=120, scale=2.0)
+    forward, params = _reference_forward(RMS_NORM_WITHOUT_SCALE, module, (x,))
+    assert params.weight is None and params.eps == module.eps
+    before = _snapshot(x)
+    ours = forward(x)
+    _assert_unchanged([x], before)
+    _assert_same(ours, module.forward_native(x))
+
+
+def _layer_norm(hidden, affine, bias, param_dtype, seed) -> LayerNorm:
+    """SGLang's LayerNorm, its weight and bias randomized even where its flags switch them off
+    (then SGLang ignores them, and so must the bridge)."""
+    module = LayerNorm(hidden, eps=1e-5, elementwise_affine=affine, bias=bias, dtype=param_dtype)
+    with torch.no_grad():
+        module.weight.copy_(_randn(hidden, dtype=param_dtype, seed=seed) * 0.5 + 1)
+        module.bias.copy_(_randn(hidden, dtype=param_dtype, seed=seed + 1))
+    return module
+
+
+@pytest.mark.parametrize(
+    ("dtype", "param_dtype"),
+    [(torch.bfloat16, torch.float32), (torch.float16, torch.float32),
+     (torch.float32, torch.float32), (torch.bfloat16, torch.bfloat16)],
+    ids=["bf16-in-fp32-params", "fp16-in-fp32-params", "fp32", "bf16-in-bf16-params"],
+)  # fmt: skip
+@pytest.mark.parametrize(("affine", "bias"), [(True, True), (True, False), (False, False)],
+                         ids=["affine-bias", "affine", "plain"])  # fmt: skip
+@pytest.mark.parametrize("shape", [(7, 96), (1, 33), (2, 3, 48)], ids=["h96", "one_h33", "3d"])
+def test_layer_norm_matches_sglang(shape, affine, bias, dtype, param_dtype):
+    module = _layer_norm(shape[-1], affine, bias, param_dtype, seed=130)
+    x = _randn(*shape, dtype=dtype, seed=131, scale=2.0) + 1
+    forward, params = _reference_forward(LAYER_NORM, module, (x,))
+    assert isinstance(params, LayerNormParams)
+    assert params.weight is (module.weight if affine else None)
+    assert params.bias is (module.bias if bias else None)
+    assert params.compute_dtype == param_dtype and params.eps == module.variance_epsilon
+    before = _snapshot(x)
+    ours = forward(x)
+    _assert_unchanged([x], before)
+    _assert_same(ours, module.forward_native(x))
+
+
+def test_layer_norm_strided_input_matches_sglang():
+    module = _layer_norm(40, True, True, torch.float32, seed=132)
+    wide = _randn(6, 50, dtype=torch.bfloat16, seed=133)
+    x = wide[:, 5:45]
+    forward, _ = _reference_forward(LAYER_NORM, module, (x,))
+    _assert_same(forward(x), module.forward_native(x))
+
+
+# --------------------------------------------------------------------------- mrope
+
+
+def _mrope_cases():
+    """Qwen2-VL / 2.5-VL (chunked), Qwen3-VL (interleaved), partial rotary, YaRN-scaled."""
+    return {
+        "chunked_neox": lambda dt: MRotaryEmbedding(
+            128, 128, 512, 1e6, True, dt, mrope_section=[16, 24, 24]
+        ),
+        "interleaved_neox": lambda dt: MRotaryEmbedding(
+            128, 128, 512, 5e6, True, dt, mrope_section=[24, 20, 20], mrope_interleaved=True
+        ),
+        "chunked_gptj_partial": lambda dt: MRotaryEmbedding(
+            96, 64, 512, 10000, False, dt, mrope_section=[8, 12, 12]
+        ),
+        "yarn_interleaved": lambda dt: YaRNScalingMRotaryEmbedding(
+            64, 64, 256, 10000, True, 2.0, dt, mrope_section=[8, 12, 12],
+            mrope_interleaved=True,
+        ),
+    }  # fmt: skip
+
+
+MROPES = _mrope_cases()
+
+
+def _mrope_positions(tokens: int, max_pos: int, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    positions = torch.randint(0, max_pos, (3, tokens), generator=g)
+    positions[:, 0] = max_pos - 1  # the last cache row, on every axis
+    return positions
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("case", list(MROPES))
+@pytest.mark.parametrize("multimodal", [True, False], ids=["3xT", "T"])
+def test_mrotary_matches_sglang(case, multimodal, dtype):
+    module = MROPES[case](dtype)
+    head_size, max_pos = module.head_size, module.cos_sin_cache.shape[0]
+    tokens, hq, hk = 7, 4, 2
+    positions = _mrope_positions(tokens, max_pos, seed=140)
+    if not multimodal:
+        positions = positions[1]  # text only: one row
+    qkv = _randn(tokens, (hq + 2 * hk) * head_size, dtype=dtype, seed=141)
+    query, key = qkv[:, : hq * head_size], qkv[:, hq * head_size : (hq + hk) * head_size]
+    forward, params = _reference_forward(MROTARY_EMBEDDING, module, (positions, query, key))
+    assert isinstance(params, MRotaryParams)
+    assert params.cos_sin_cache is module.cos_sin_cache
+    assert params.mrope_section == tuple(module.mrope_section)
+    assert params.interleaved == module.mrope_interleaved
+    before = _snapshot(positions, qkv, module.cos_sin_cache)
+    ours = forward(positions, query, key)
+    _assert_unchanged([positions, qkv, module.cos_sin_cache], before)
+    _assert_same(ours, module.forward_native(positions, query, key))
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
+def test_mrotary_fp32_cache_with_low_precision_query(dtype):
+    """The cache as SGLang keeps it on CUDA hardware (fp32) under a half-precision query."""
+    module = MRotaryEmbedding(128, 128, 512, 1e6, True, dtype, mrope_section=[16, 24, 24])
+    module.cos_sin_cache = module._compute_cos_sin_cache()
+    assert module.cos_sin_cache.dtype == torch.float32
+    positions = _mrope_positions(5, 512, seed=142)
+    query = _randn(5, 2 * 128, dtype=dtype, seed=143)
+    key = _randn(5, 128, dtype=dtype, seed=144)
+    forward, _ = _reference_forward(MROTARY_EMBEDDING, module, (positions, query, key))
+    _assert_same(forward(positions, query, key), module.forward_native(positions, query, key))
+
+
+def test_mrotary_sections_change_the_result():
+    """Control: with h and w unlike t, the [3, T] result differs from plain rope at t."""
+    module = MROPES["chunked_neox"](torch.float32)
+    positions = _mrope_positions(6, 512, seed=145)
+    query, key = _randn(6, 2 * 128, seed=146), _randn(6, 128, seed=147)
+    forward, _ = _reference_forward(MROTARY_EMBEDDING, module, (positions, query, key))
+    assert not torch.equal(forward(positions, query, key)[0], forward(positions[0], query, key)[0])
+
+
+def test_mrotary_bridge_declines_glm_interleaving():
+    """``mrope_interleaved_glm`` is honoured by SGLang's Triton kernel only, not by its own
+    forward_native: such an instance stays on SGLang's path."""
+    module = MRotaryEmbedding(64, 64, 128, 10000, True, torch.float32, mrope_section=[8, 12, 12],
+                              mrope_interleaved=True, mrope_interleaved_glm=True)  # fmt: skip
+    args = (_mrope_positions(3, 128, seed=148), _randn(3, 64), _randn(3, 64))
+    declined = BRIDGES[MROTARY_EMBEDDING].params(module, args, {})
+    assert isinstance(declined, Refusal) and "mrope_interleaved_glm=True" in declined.reason
+
+
+def test_mrotary_call_with_fused_set_kv_buffer_arg_runs_sglangs_own_path():
+    """Like RMSNorm's quant_linear: a call that also writes the KV cache goes to SGLang's own
+    forward with SGLang's argument order, and the kernel does not run. (SGLang's models never
+    pass it to MRotaryEmbedding, whose forward_native rejects it.)"""
+    module = MROPES["chunked_neox"](torch.bfloat16)
+    positions = _mrope_positions(4, 512, seed=149)
+    query, key = _randn(4, 128, dtype=torch.bfloat16), _randn(4, 128, dtype=torch.bfloat16)
+    kv_arg, own_calls, kernel_calls = object(), [], []
+
+    def own(*args, **kwargs):
+        own_calls.append((args, kwargs))
+        return "own"
+
+    forward = BRIDGES[MROTARY_EMBEDDING].forward(module, lambda *a: kernel_calls.append(a), own)
+    assert forward(positions, query, key, fused_set_kv_buffer_arg=kv_arg) == "own"
+    assert own_calls == [((positions, query, key, kv_arg), {})] and kernel_calls == []
+    with pytest.raises(AssertionError):  # what SGLang's own native path does with it
+        module.forward_native(positions, query, key, kv_arg)
+
+
+# --------------------------------------------------------------------------- DeepSeek rope
+
+
+def _deepseek(neox: bool, dtype, rotary_dim: int = 64, head_size: int = 64):
+    return DeepseekScalingRotaryEmbedding(
+        head_size, rotary_dim, 256, 10000, neox, 4.0, dtype, mscale=1.0, mscale_all_dim=0.707,
+        beta_fast=32, beta_slow=1, device="cpu",
+    )  # fmt: skip
+
+
+def _mla_inputs(tokens: int, heads: int, head_size: int, dtype, seed: int):
+    """q_pe [T, H, D] and k_pe [T, 1, D] sliced out of wider tensors, as MLA passes them."""
+    q_full = _randn(tokens, heads, 128 + head_size, dtype=dtype, seed=seed)
+    latent = _randn(tokens, 1, 512 + head_size, dtype=dtype, seed=seed + 1)
+    return q_full, latent, q_full[..., 128:], latent[..., 512:]
+
+
+DEEPSEEK_STYLES = [
+    pytest.param(False, 64, id="interleaved-mla"),
+    pytest.param(True, 64, id="neox-mla"),
+    pytest.param(False, 32, id="interleaved-partial"),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("cache", ["fp32", "model"])
+@pytest.mark.parametrize(("neox", "rotary_dim"), DEEPSEEK_STYLES)
+def test_deepseek_rotary_matches_sglang(neox, rotary_dim, cache, dtype):
+    """Bit-identical in the promoted dtype of query and cache; for the neox style SGLang's
+    native result carries a leading 1 ([1, T, H, D]), compared here without it."""
+    head_size = 64
+    module = _deepseek(neox, dtype, rotary_dim, head_size)
+    assert module.mscale != 1.0  # the scaling is in the cache
+    if cache == "fp32":
+        module.cos_sin_cache = module._compute_cos_sin_cache()  # as SGLang keeps it on CUDA
+    tokens = 7
+    g = torch.Generator().manual_seed(150)
+    positions = torch.randint(0, module.cos_sin_cache.shape[0], (tokens,), generator=g)
+    q_full, latent, q_pe, k_pe = _mla_inputs(tokens, 4, head_size, dtype, seed=151)
+    forward, params = _reference_forward(DEEPSEEK_SCALING_ROTARY_EMBEDDING, module,
+                                         (positions, q_pe, k_pe))  # fmt: skip
+    assert isinstance(params, RotaryParams) and params.cos_sin_cache is module.cos_sin_cache
+    before = _snapshot(q_full, latent, module.cos_sin_cache)
+    ours = forward(positions, q_pe, k_pe)
+    _assert_unchanged([q_full, latent, module.cos_sin_cache], before)
+    theirs = module.forward_native(positions, q_pe, k_pe)
+    if neox:
+        assert theirs[0].shape == (1, *q_pe.shape) and theirs[1].shape == (1, *k_pe.shape)
+        theirs = (theirs[0].squeeze(0), theirs[1].squeeze(0))
+    _assert_same(ours, theirs)
+
+
+def test_deepseek_neox_partial_rotary_fails_in_sglangs_native_path():
+    """Why the neox style with rotary_dim < head_size is not compared above: SGLang's own
+    forward_native cannot concatenate its [1, T, H, R] rotated part with the [T, H, D - R]
+    pass-through. The contract (and SGLang's CUDA path) keep [T, H, D]; the conformance suite
+    checks that case against the reference."""
+    module = _deepseek(True, torch.float32, rotary_dim=32, head_size=64)
+    _, _, q_pe, k_pe = _mla_inputs(3, 2, 64, torch.float32, seed=153)
+    positions = torch.tensor([0, 1, 2])
+    with pytest.raises(RuntimeError, match="same number of dimensions"):
+        module.forward_native(positions, q_pe, k_pe)
+    forward, _ = _reference_forward(DEEPSEEK_SCALING_ROTARY_EMBEDDING, module,
+                                    (positions, q_pe, k_pe))  # fmt: skip
+    q_out, k_out = forward(positions, q_pe, k_pe)
+    assert q_out.shape == q_pe.shape and k_out.shape == k_pe.shape
+    assert torch.equal(q_out[..., 32:], q_pe[..., 32:])  # the pass-through part
+
+
+def test_deepseek_rotary_offsets_match_sglang():
+    module = _deepseek(False, torch.float32)
+    positions, offsets = torch.tensor([0, 3, 9]), torch.tensor([5, 5, 100])
+    _, _, q_pe, k_pe = _mla_inputs(3, 2, 64, torch.float32, seed=152)
+    forward, _ = _reference_forward(DEEPSEEK_SCALING_ROTARY_EMBEDDING, module,
+                                    (positions, q_pe, k_pe))  # fmt: skip
+    ours = forward(positions, q_pe, k_pe, offsets)
+    _assert_same(ours, module.forward_native(positions, q_pe, k_pe, offsets))
+    assert not torch.equal(ours[0], forward(positions, q_pe, k_pe)[0])
+
+
+# --------------------------------------------------------------------------- dispatch
+
+
+def _dispatcher(tmp_path: Path) -> Dispatcher:
+    """The real Dispatcher over the real registry, every op planned onto the reference."""
+    settings = load_settings(env={"SGLANG_FL_PREFER": "reference", "SGLANG_FL_STRICT": "1"})
+    registry = build_registry(discover_bundles())
+    plans = {op: plan_op(op, settings, registry) for op in BRIDGES}
+    return Dispatcher(plans, DispatchLog(tmp_path / "dispatch.log"), fused_ops.install_forward,
+                      functools.partial(fused_ops.own_path, dispatch_key="native"))  # fmt: skip
+
+
+def _attach(module: torch.nn.Module, dispatcher: Dispatcher) -> torch.nn.Module:
+    """What SGLang does with a forward registered for the instance's class: bind it."""
+    name = type(module).__name__
+    op = FAMILY_BY_CLASS[name].name
+    module._forward_method = functools.partial(dispatcher.trampoline(BRIDGES[op], name), module)
+    return module
+
+
+def _dispatch_cases():
+    """(module, args) per new class, as their models call them."""
+    bf16 = torch.bfloat16
+    mrope = MRotaryEmbedding(64, 64, 128, 10000, True, bf16, mrope_section=[8, 12, 12])
+    yarn_mrope = YaRNScalingMRotaryEmbedding(
+        64, 64, 128, 10000, True, 2.0, bf16, mrope_section=[8, 12, 12], mrope_interleaved=True
+    )
+    _, _, q_pe, k_pe = _mla_inputs(3, 2, 64, bf16, seed=160)
+    return {
+        "GeluAndMul": (GeluAndMul(), (_randn(3, 64, dtype=bf16, seed=161),)),
+        "NewGELU": (NewGELU(), (_randn(3, 64, dtype=bf16, seed=162),)),
+        "QuickGELU": (QuickGELU(), (_randn(3, 64, dtype=bf16, seed=163),)),
+        "Gemma3RMSNorm": (_gemma3_norm(64, bf16, 164), (_randn(3, 4, 64, dtype=bf16, seed=165),)),
+        "RMSNormWithoutScale": (RMSNormWithoutScale(64), (_randn(3, 64, dtype=bf16, seed=166),)),
+        "LayerNorm": (_layer_norm(64, True, True, torch.float32, 167),
+                      (_randn(3, 64, dtype=bf16, seed=168),)),
+        "MRotaryEmbedding": (mrope, (_mrope_positions(3, 128, 169), _randn(3, 128, dtype=bf16),
+                                     _randn(3, 64, dtype=bf16))),
+        "YaRNScalingMRotaryEmbedding": (yarn_mrope, (_mrope_positions(3, 128, 170),
+                                                     _randn(3, 128, dtype=bf16),
+                                                     _randn(3, 64, dtype=bf16))),
+        "DeepseekScalingRotaryEmbedding": (_deepseek(False, bf16),
+                                           (torch.tensor([1, 2, 3]), q_pe, k_pe)),
+    }  # fmt: skip
+
+
+# built lazily (SGLang 0.5.15's rotary constructors read the server args the fixture publishes)
+DISPATCHED = ("GeluAndMul", "NewGELU", "QuickGELU", "Gemma3RMSNorm", "RMSNormWithoutScale",
+              "LayerNorm", "MRotaryEmbedding", "YaRNScalingMRotaryEmbedding",
+              "DeepseekScalingRotaryEmbedding")  # fmt: skip
+
+
+@pytest.mark.parametrize("name", DISPATCHED)
+def test_new_classes_dispatch_through_the_bridge(name, tmp_path):
+    """module(...) through a trampoline bound like SGLang binds a registered forward: the first
+    call binds the reference through the bridge and installs its forward; both calls return
+    what SGLang's forward_native returns; the dispatch log names the class."""
+    cases = _dispatch_cases()
+    assert set(cases) == set(DISPATCHED)
+    module, args = cases[name]
+    assert type(module).__name__ == name
+    expected = module.forward_native(*args)
+    dispatcher = _dispatcher(tmp_path)
+    _attach(module, dispatcher)
+    _assert_same(module(*args), expected)
+    binding = dispatcher.bindings[module]
+    assert binding.impl_id == "reference"
+    assert module._forward_method is binding.forward  # the bridge forward, not the trampoline
+    _assert_same(module(*args), expected)
+    assert module._forward_method is binding.forward
+    assert name in (tmp_path / "dispatch.log").read_text()
+
+
+def test_every_new_class_is_a_family_member_in_this_sglang():
+    """The classes above are the ones Layer 2 registers here (family_classes), so what is
+    dispatched in this test is what a server dispatches."""
+    from sglang_fl.ops.catalog import OP_FAMILIES
+
+    found = {name for family in OP_FAMILIES for name in fused_ops.family_classes(family)}
+    assert set(DISPATCHED) <= found

@@ -30,3 +30,12 @@ def test_own_path_is_sglangs_platform_method_or_native():
     module = RMSNorm(8)
     assert fused_ops.own_path(module, "native") == module.forward_native
     assert fused_ops.own_path(module, "npu") == module.forward_npu  # defined by RMSNorm itself
+
+
+def test_triton_mrope_kernel_is_the_one_sglangs_mrotary_embedding_calls():
+    """The lookup follows the kernel's move (0.5.15: srt/layers/rotary_embedding/triton_kernels,
+    0.5.21+: sglang.kernels.ops.attention.rotary_triton) to the very function MRotaryEmbedding's
+    forward_triton calls in this release."""
+    from sglang.srt.layers.rotary_embedding import mrope
+
+    assert fused_ops.triton_mrope_kernel() is mrope.triton_mrope_fused

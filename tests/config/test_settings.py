@@ -45,7 +45,7 @@ from sglang_fl.ops.catalog import CLASS_NAMES, OP_NAMES
 REAL_CPU = discover_bundles()["cpu"]
 
 BOOL_ACCEPTED = "1, 0, true, false, yes, no, on, off"
-OPS_ACCEPTED = "gemma_rms_norm, rms_norm, rotary_embedding, silu_and_mul"
+OPS_ACCEPTED = ", ".join(sorted(OP_NAMES))  # every op of the catalogue, sorted
 YAML_ACCEPTED = (
     "allow_vendors, deny_vendors, flagos_blacklist, flagos_whitelist, oot_blacklist, op_backends, "
     "prefer, strict"

@@ -8,6 +8,7 @@ and ones broken on purpose in exactly one way. The thing under test is the check
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 
 import pytest
 import torch
@@ -17,7 +18,14 @@ from sglang_fl.conformance.cases import all_cases
 from sglang_fl.conformance.ops import check_backend
 from sglang_fl.conformance.report import Status
 from sglang_fl.dispatch.backend import Availability, Backend, ImplKind, OpImpl
-from sglang_fl.ops.catalog import OP_NAMES
+from sglang_fl.ops.catalog import (
+    DEEPSEEK_SCALING_ROTARY_EMBEDDING,
+    GELU_AND_MUL,
+    LAYER_NORM,
+    MROTARY_EMBEDDING,
+    OP_NAMES,
+    ROTARY_EMBEDDING,
+)
 
 CPU = torch.device("cpu")
 REFERENCE = ReferenceBackend().implementations()
@@ -77,6 +85,18 @@ def test_the_grid_covers_what_sglang_passes():
         "partial",
         "qkv slices",
         "cache float32",
+        "approximate=tanh",
+        "approximate=none",
+        "weight+bias",
+        "weight only",
+        "no affine",
+        "bfloat16 hidden=64 no affine params float32",
+        "chunked [16, 24, 24]",
+        "interleaved [24, 20, 20]",
+        "[3, T] positions",
+        "[T] positions",
+        "rope 64 interleaved MLA slices cache float32",
+        "rope 64 neox",
     ):
         assert needle in labels, needle
     assert all(1 in c.tokens and 7 in c.tokens for op_cases in cases.values() for c in op_cases)
@@ -201,11 +221,12 @@ def test_refusals_are_reported_not_failed():
 
 def test_missing_and_unknown_ops():
     impls = {op: impl for op, impl in REFERENCE.items() if op != "gemma_rms_norm"}
-    impls["layer_norm"] = REFERENCE["rms_norm"]
+    assert "fused_moe" not in OP_NAMES  # an op a vendor might implement that is not (yet) ours
+    impls["fused_moe"] = REFERENCE["rms_norm"]
     checks = check_backend(CheckedBackend(impls), CPU, quick=True)
     (missing,) = [c for c in checks if c.name == "gemma_rms_norm"]
     assert missing.status is Status.NOT_APPLICABLE and "selection falls back" in missing.detail
-    (unknown,) = [c for c in checks if c.name == "layer_norm"]
+    (unknown,) = [c for c in checks if c.name == "fused_moe"]
     assert unknown.status is Status.FAIL and "no op of the catalogue" in unknown.detail
 
 
@@ -217,3 +238,59 @@ def test_exceptions_in_supports_and_bind_fail(stage):
     impl = OpImpl(boom) if stage == "bind" else OpImpl(REFERENCE["rms_norm"].bind, supports=boom)
     checks = check_backend(with_op("rms_norm", impl), CPU, quick=True)
     assert set(failures(checks, "rms_norm")) == {f"{stage}() raised ValueError('broken')"}
+
+
+# --------------------------------------------------------------------------- the newer ops
+
+
+def _wrong_approximation(params):
+    other = "none" if params.approximate == "tanh" else "tanh"
+    return REFERENCE[GELU_AND_MUL].bind(replace(params, approximate=other))
+
+
+def _mrope_on_the_t_row(params):
+    """Ignores the h and w rows: plain rope at the t positions (SGLang 0.5.15-0.5.22's NPU
+    call, [3, T] positions with sections [0, 0, 0])."""
+    kernel = REFERENCE[MROTARY_EMBEDDING].bind(params)
+    return lambda positions, q, k: kernel(positions[0] if positions.dim() == 2 else positions, q, k)
+
+
+def _deepseek_other_style(params):
+    return REFERENCE[DEEPSEEK_SCALING_ROTARY_EMBEDDING].bind(
+        replace(params, is_neox_style=not params.is_neox_style)
+    )
+
+
+def _layer_norm_without_bias(params):
+    return REFERENCE[LAYER_NORM].bind(replace(params, bias=None))
+
+
+@pytest.mark.parametrize(
+    ("op", "broken", "failing"),
+    [
+        (GELU_AND_MUL, _wrong_approximation, "approximate="),
+        (MROTARY_EMBEDDING, _mrope_on_the_t_row, "[3, T] positions"),
+        (DEEPSEEK_SCALING_ROTARY_EMBEDDING, _deepseek_other_style, "rope 64"),
+        (LAYER_NORM, _layer_norm_without_bias, "weight+bias"),
+    ],
+    ids=["gelu-approximation", "mrope-sections-ignored", "deepseek-style", "layer-norm-bias"],
+)
+def test_the_newer_ops_catch_a_kernel_broken_in_one_way(op, broken, failing):
+    """Each broken kernel fails exactly the cases it gets wrong, and nothing else of its op:
+    the grid tells these ways apart."""
+    checks = check_backend(with_op(op, OpImpl(broken)), CPU, quick=True)
+    failed = {c.name for c in checks if c.status is Status.FAIL}
+    assert failed and all(name.startswith(op + " ") and failing in name for name in failed)
+    unaffected = [c for c in checks if c.name.startswith(op + " ") and failing not in c.name]
+    assert all(c.status is Status.PASS for c in unaffected)
+    assert {c.status for c in checks if not c.name.startswith(op + " ")} == {Status.PASS}
+
+
+def test_the_rotary_ops_get_the_rotary_tolerance():
+    """mrope and DeepSeek's rope, like rotary_embedding, round products of operands up to ~5:
+    their bf16 error is checked against that scale, not the result's."""
+    from sglang_fl.conformance.ops import ROTARY_ATOL, ROTARY_OPS
+
+    assert set(ROTARY_OPS) == {ROTARY_EMBEDDING, MROTARY_EMBEDDING,
+                               DEEPSEEK_SCALING_ROTARY_EMBEDDING}  # fmt: skip
+    assert ROTARY_ATOL[torch.bfloat16] == 6e-2

@@ -35,7 +35,7 @@ import triton.language as tl
 # --------------------------------------------------------------------------------------------
 
 
-class SiluConfig(NamedTuple):
+class ActivationConfig(NamedTuple):
     block: int  # columns of the output row per program
     rows: int  # rows per program
     num_warps: int
@@ -67,11 +67,11 @@ def _cdiv(a: int, b: int) -> int:
 # Figures below: an H200, bf16, Triton 3.6, `python -m sglang_fl.bench.flagos_kernels --sweep`
 # (2026-12-02, one run each; below ~64 tokens the sweep's numbers are within launch noise).
 
-SILU_MANY_ROWS = 64  # from this many rows on, silu_and_mul uses its large blocks
+ACTIVATION_MANY_ROWS = 64  # from this many rows on, the activations use their large blocks
 
 
 @functools.cache
-def silu_config(d: int, element_size: int, many_rows: bool) -> SiluConfig:
+def activation_config(d: int, element_size: int, many_rows: bool) -> ActivationConfig:
     """Many rows: 512 vectors per program (4096 bf16 columns, 8 KB of gate and of up) with 16
     warps, one vector of each half per thread: fewer, larger programs; at 8192 and 32768 tokens
     it was the fastest or within 1% (I=4096, 32768 tokens: 190 us, 99.7% of copy bandwidth).
@@ -81,7 +81,7 @@ def silu_config(d: int, element_size: int, many_rows: bool) -> SiluConfig:
     target = vectors * _vector(element_size)
     block = min(triton.next_power_of_2(d), target)
     rows = max(1, target // block)
-    return SiluConfig(block, rows, 16 if many_rows else 4)
+    return ActivationConfig(block, rows, 16 if many_rows else 4)
 
 
 @functools.cache
@@ -111,41 +111,58 @@ def rotary_config(rotary_dim: int, element_size: int) -> RotaryConfig:
 
 
 # --------------------------------------------------------------------------------------------
-# silu_and_mul: out[r, c] = silu(x[r, c]) * x[r, d + c]
+# Activations: gated (out[r, c] = act(x[r, c]) * x[r, d + c]) and elementwise (act(x[r, c]))
 # --------------------------------------------------------------------------------------------
+
+# The activation a kernel applies (a constexpr: each compiles to its own kernel).
+SILU, GELU, GELU_TANH, QUICK_GELU = 0, 1, 2, 3
+
+
+@triton.jit
+def _activate(x, ACT: tl.constexpr):
+    """``act(x)`` in fp32. tanh as ``1 - 2 / (exp(2y) + 1)`` (no tanh in every Triton's tl.math):
+    exact at both ends, within an fp32 ulp or two elsewhere."""
+    if ACT == 0:  # silu
+        return x / (1.0 + tl.exp(-x))
+    elif ACT == 1:  # gelu, exact
+        return 0.5 * x * (1.0 + tl.math.erf(x * 0.7071067811865476))
+    elif ACT == 2:  # gelu, tanh approximation (GPT-2's "gelu_new")
+        y = 0.7978845608028654 * (x + 0.044715 * x * x * x)
+        return 0.5 * x * (2.0 - 2.0 / (tl.exp(2.0 * y) + 1.0))
+    else:  # quick gelu
+        return x / (1.0 + tl.exp(-1.702 * x))
 
 
 @triton.jit(do_not_specialize=["n_rows"])
-def _silu_and_mul_kernel(
+def _activation_kernel(
     x_ptr, x_row_stride, x_col_stride, out_ptr, out_row_stride, n_rows, d,
-    BLOCK: tl.constexpr, ROWS: tl.constexpr,
+    BLOCK: tl.constexpr, ROWS: tl.constexpr, ACT: tl.constexpr, GATED: tl.constexpr,
 ):  # fmt: skip
     """1-D grid, column blocks fastest (programs running together stream neighbouring memory):
     program ``p`` handles rows ``(p // col_blocks) * ROWS + [0, ROWS)`` and output columns
-    ``(p % col_blocks) * BLOCK + [0, BLOCK)``. ``out`` rows may be strided, its last dim is
-    contiguous."""
+    ``(p % col_blocks) * BLOCK + [0, BLOCK)``. Gated: the up half starts ``d`` columns after the
+    gate. ``out`` rows may be strided, its last dim is contiguous."""
     col_blocks = (d + BLOCK - 1) // BLOCK
     pid = tl.program_id(0)
     rows = (pid // col_blocks).to(tl.int64) * ROWS + tl.arange(0, ROWS)
     cols = (pid % col_blocks) * BLOCK + tl.arange(0, BLOCK)
     mask = (rows < n_rows)[:, None] & (cols < d)[None, :]
-    gate_ptrs = x_ptr + rows[:, None] * x_row_stride + cols[None, :] * x_col_stride
-    gate = tl.load(gate_ptrs, mask=mask, other=0.0).to(tl.float32)
-    up = tl.load(gate_ptrs + d * x_col_stride, mask=mask, other=0.0).to(tl.float32)
-    out = gate / (1.0 + tl.exp(-gate)) * up
+    x_ptrs = x_ptr + rows[:, None] * x_row_stride + cols[None, :] * x_col_stride
+    out = _activate(tl.load(x_ptrs, mask=mask, other=0.0).to(tl.float32), ACT)
+    if GATED:
+        out *= tl.load(x_ptrs + d * x_col_stride, mask=mask, other=0.0).to(tl.float32)
     out_ptrs = out_ptr + rows[:, None] * out_row_stride + cols[None, :]
     tl.store(out_ptrs, out.to(out_ptr.dtype.element_ty), mask=mask)
 
 
-def silu_and_mul(
-    x: torch.Tensor, out: torch.Tensor | None = None, config: SiluConfig | None = None
+def _activation(
+    x: torch.Tensor,
+    act: int,
+    gated: bool,
+    out: torch.Tensor | None,
+    config: ActivationConfig | None,
 ) -> torch.Tensor:
-    """``x`` ``[..., 2d]`` -> ``[..., d]`` in x's dtype (new tensor, or ``out`` with a contiguous
-    last dim); silu and the product in fp32, rounded once.
-
-    Any row stride (a 2-D slice of a wider tensor is fine); more than 2 dims must collapse into
-    one row dimension (``view`` raises otherwise)."""
-    d = x.shape[-1] // 2
+    d = x.shape[-1] // 2 if gated else x.shape[-1]
     if out is None:
         out = x.new_empty((*x.shape[:-1], d))
     if x.dim() == 2:
@@ -154,14 +171,49 @@ def silu_and_mul(
         rows, out_rows = x.view(-1, x.shape[-1]), out.view(-1, d)
     n_rows = rows.shape[0]
     if config is None:
-        config = silu_config(d, x.element_size(), n_rows >= SILU_MANY_ROWS)
+        config = activation_config(d, x.element_size(), n_rows >= ACTIVATION_MANY_ROWS)
     grid = (_cdiv(n_rows, config.rows) * _cdiv(d, config.block),)
     xs = rows.stride()
-    _silu_and_mul_kernel[grid](
+    _activation_kernel[grid](
         rows, xs[0], xs[1], out_rows, out_rows.stride(0), n_rows, d,
-        BLOCK=config.block, ROWS=config.rows, num_warps=config.num_warps,
+        BLOCK=config.block, ROWS=config.rows, ACT=act, GATED=gated, num_warps=config.num_warps,
     )  # fmt: skip
     return out
+
+
+def silu_and_mul(
+    x: torch.Tensor, out: torch.Tensor | None = None, config: ActivationConfig | None = None
+) -> torch.Tensor:
+    """``x`` ``[..., 2d]`` -> ``[..., d]`` in x's dtype (new tensor, or ``out`` with a contiguous
+    last dim); silu and the product in fp32, rounded once.
+
+    Any row stride (a 2-D slice of a wider tensor is fine); more than 2 dims must collapse into
+    one row dimension (``view`` raises otherwise). The same holds for every activation here."""
+    return _activation(x, SILU, True, out, config)
+
+
+def gelu_and_mul(
+    x: torch.Tensor,
+    approximate: str = "none",
+    out: torch.Tensor | None = None,
+    config: ActivationConfig | None = None,
+) -> torch.Tensor:
+    """``gelu(x[..., :d]) * x[..., d:]``, gelu exact (``approximate="none"``) or tanh."""
+    return _activation(x, GELU_TANH if approximate == "tanh" else GELU, True, out, config)
+
+
+def new_gelu(
+    x: torch.Tensor, out: torch.Tensor | None = None, config: ActivationConfig | None = None
+) -> torch.Tensor:
+    """The tanh-approximated gelu of ``x`` (GPT-2's "gelu_new"), same shape."""
+    return _activation(x, GELU_TANH, False, out, config)
+
+
+def quick_gelu(
+    x: torch.Tensor, out: torch.Tensor | None = None, config: ActivationConfig | None = None
+) -> torch.Tensor:
+    """``x * sigmoid(1.702 x)``, same shape."""
+    return _activation(x, QUICK_GELU, False, out, config)
 
 
 # --------------------------------------------------------------------------------------------
@@ -176,10 +228,12 @@ def _rms_norm_kernel(
     out_ptr, out_row_stride, out_col_stride,
     w_ptr, w_stride, n_rows, n_cols, eps,
     BLOCK: tl.constexpr, ROWS: tl.constexpr, HAS_RESIDUAL: tl.constexpr, GEMMA: tl.constexpr,
+    HAS_WEIGHT: tl.constexpr,
 ):  # fmt: skip
     """RMSNorm of ROWS rows. With a residual: ``h = x + residual`` is stored to ``res_ptr`` and
     normalised. RMSNorm normalises the fp32 sum; Gemma rounds the sum to the input dtype first
-    (SGLang adds in the input dtype) and scales by ``1 + weight``.
+    (SGLang adds in the input dtype) and scales by ``1 + weight``; without a weight there is no
+    scale (RMSNormWithoutScale).
 
     The weight is loaded together with the row, not after the reduction: at a few tokens the
     kernel is one dependent chain of memory round trips, and a load written after ``tl.sum``
@@ -190,7 +244,8 @@ def _rms_norm_kernel(
     mask = (rows < n_rows)[:, None] & col_mask[None, :]
     x_ptrs = x_ptr + rows[:, None] * x_row_stride + cols[None, :] * x_col_stride
     h = tl.load(x_ptrs, mask=mask, other=0.0).to(tl.float32)
-    w = tl.load(w_ptr + cols * w_stride, mask=col_mask, other=0.0).to(tl.float32)
+    if HAS_WEIGHT:
+        w = tl.load(w_ptr + cols * w_stride, mask=col_mask, other=0.0).to(tl.float32)
     if HAS_RESIDUAL:
         res_ptrs = res_ptr + rows[:, None] * res_row_stride + cols[None, :] * res_col_stride
         h += tl.load(res_ptrs, mask=mask, other=0.0).to(tl.float32)
@@ -199,9 +254,11 @@ def _rms_norm_kernel(
         if GEMMA:
             h = rounded.to(tl.float32)
     rstd = tl.rsqrt(tl.sum(h * h, axis=1) / n_cols + eps)
-    if GEMMA:
-        w += 1.0
-    out = h * rstd[:, None] * w[None, :]
+    out = h * rstd[:, None]
+    if HAS_WEIGHT:
+        if GEMMA:
+            w += 1.0
+        out = out * w[None, :]
     out_ptrs = out_ptr + rows[:, None] * out_row_stride + cols[None, :] * out_col_stride
     tl.store(out_ptrs, out.to(out_ptr.dtype.element_ty), mask=mask)
 
@@ -210,7 +267,7 @@ def _norm(
     x: torch.Tensor,
     residual: torch.Tensor | None,
     out: torch.Tensor,
-    weight: torch.Tensor,
+    weight: torch.Tensor | None,
     eps: float,
     gemma: bool,
     config: NormConfig,
@@ -218,25 +275,27 @@ def _norm(
     """Launch on 2-D ``x`` ``[rows, hidden]``; ``out`` may be ``x`` itself (in place)."""
     n_rows, n_cols = x.shape
     res = x if residual is None else residual  # not read when HAS_RESIDUAL is False
+    w = x if weight is None else weight  # not read when HAS_WEIGHT is False
     xs, rs, os = x.stride(), res.stride(), out.stride()  # one call each: launch cost matters
     _rms_norm_kernel[(_cdiv(n_rows, config.rows),)](
         x, xs[0], xs[1], res, rs[0], rs[1], out, os[0], os[1],
-        weight, weight.stride(0), n_rows, n_cols, eps,
+        w, w.stride(-1), n_rows, n_cols, eps,
         BLOCK=config.block, ROWS=config.rows, HAS_RESIDUAL=residual is not None, GEMMA=gemma,
-        num_warps=config.num_warps,
+        HAS_WEIGHT=weight is not None, num_warps=config.num_warps,
     )  # fmt: skip
 
 
 def norm(
     x: torch.Tensor,
-    weight: torch.Tensor,
+    weight: torch.Tensor | None,
     eps: float,
     gemma: bool = False,
     *,
     out: torch.Tensor | None = None,
     config: NormConfig | None = None,
 ) -> torch.Tensor:
-    """``norm(x) * weight`` (Gemma: ``* (1 + weight)``) in x's dtype, into ``out`` (new if None).
+    """``norm(x) * weight`` (Gemma: ``* (1 + weight)``; no weight: no scale) in x's dtype, into
+    ``out`` (new if None).
 
     The weight may have another dtype than x (fp32 weight with bf16 x): all math is fp32."""
     if config is None:
@@ -278,13 +337,78 @@ gemma_fused_add_rms_norm = functools.partial(add_norm, gemma=True)
 
 
 # --------------------------------------------------------------------------------------------
+# LayerNorm: (x - mean) / sqrt(var + eps) * weight + bias
+# --------------------------------------------------------------------------------------------
+
+
+@triton.jit(do_not_specialize=["n_rows"])
+def _layer_norm_kernel(
+    x_ptr, x_row_stride, x_col_stride, out_ptr, out_row_stride, out_col_stride,
+    w_ptr, b_ptr, n_rows, n_cols, eps,
+    BLOCK: tl.constexpr, ROWS: tl.constexpr, HAS_WEIGHT: tl.constexpr, HAS_BIAS: tl.constexpr,
+):  # fmt: skip
+    """LayerNorm of ROWS rows, a whole row per program (one read), mean and variance in fp32
+    (two-pass over registers: exact as ``F.layer_norm``'s Welford for these widths). Weight and
+    bias are loaded with the row (see ``_rms_norm_kernel``)."""
+    rows = tl.program_id(0).to(tl.int64) * ROWS + tl.arange(0, ROWS)
+    cols = tl.arange(0, BLOCK)
+    col_mask = cols < n_cols
+    mask = (rows < n_rows)[:, None] & col_mask[None, :]
+    x = tl.load(x_ptr + rows[:, None] * x_row_stride + cols[None, :] * x_col_stride,
+                mask=mask, other=0.0).to(tl.float32)  # fmt: skip
+    if HAS_WEIGHT:
+        w = tl.load(w_ptr + cols, mask=col_mask, other=0.0).to(tl.float32)
+    if HAS_BIAS:
+        b = tl.load(b_ptr + cols, mask=col_mask, other=0.0).to(tl.float32)
+    mean = tl.sum(x, axis=1) / n_cols
+    centered = tl.where(mask, x - mean[:, None], 0.0)
+    rstd = tl.rsqrt(tl.sum(centered * centered, axis=1) / n_cols + eps)
+    out = centered * rstd[:, None]
+    if HAS_WEIGHT:
+        out = out * w[None, :]
+    if HAS_BIAS:
+        out = out + b[None, :]
+    out_ptrs = out_ptr + rows[:, None] * out_row_stride + cols[None, :] * out_col_stride
+    tl.store(out_ptrs, out.to(out_ptr.dtype.element_ty), mask=mask)
+
+
+def layer_norm(
+    x: torch.Tensor,
+    weight: torch.Tensor | None,
+    bias: torch.Tensor | None,
+    eps: float,
+    *,
+    out: torch.Tensor | None = None,
+    config: NormConfig | None = None,
+) -> torch.Tensor:
+    """LayerNorm over the last dim in fp32, rounded once to x's dtype (new tensor, or ``out``).
+    Weight and bias (any dtype, contiguous) are optional."""
+    if config is None:
+        config = norm_config(x.shape[-1], x.element_size())
+    if out is None:
+        out = x.new_empty(x.shape)
+    hidden = x.shape[-1]
+    rows, out_rows = (x, out) if x.dim() == 2 else (x.view(-1, hidden), out.view(-1, hidden))
+    n_rows = rows.shape[0]
+    xs, os = rows.stride(), out_rows.stride()
+    _layer_norm_kernel[(_cdiv(n_rows, config.rows),)](
+        rows, xs[0], xs[1], out_rows, os[0], os[1],
+        x if weight is None else weight, x if bias is None else bias, n_rows, hidden, eps,
+        BLOCK=config.block, ROWS=config.rows, HAS_WEIGHT=weight is not None,
+        HAS_BIAS=bias is not None, num_warps=config.num_warps,
+    )  # fmt: skip
+    return out
+
+
+# --------------------------------------------------------------------------------------------
 # Rotary embedding, in place on query and key
 # --------------------------------------------------------------------------------------------
 
 
 @triton.jit
 def _cos_sin(cache_row_ptr, col_stride, half, BLOCK_HALF: tl.constexpr):
-    """One position's cos and sin halves in fp32, shaped ``[1, BLOCK_HALF]`` for broadcasting."""
+    """One position's cos and sin halves in fp32, shaped ``[1, BLOCK_HALF]`` for broadcasting.
+    ``cache_row_ptr`` is one row's pointer, or (mrope) one row pointer per frequency."""
     j = tl.arange(0, BLOCK_HALF)
     ptrs = cache_row_ptr + j * col_stride
     cos = tl.load(ptrs, mask=j < half, other=0.0).to(tl.float32)
@@ -326,22 +450,51 @@ def _rotate_heads(
 
 
 @triton.jit
+def _mrope_row_offsets(
+    pos_ptr, pos_stride, pos_row_stride, token, cache_row_stride, s0, s1, s2,
+    BLOCK_HALF: tl.constexpr, INTERLEAVED: tl.constexpr,
+):  # fmt: skip
+    """Multimodal rope: per frequency ``j``, the cache row offset of the position it takes from
+    the t, h or w row of ``[3, T]`` positions (chunked sections, or Qwen3-VL's interleaving)."""
+    j = tl.arange(0, BLOCK_HALF)
+    p_t = tl.load(pos_ptr + token * pos_stride).to(tl.int64)
+    p_h = tl.load(pos_ptr + pos_row_stride + token * pos_stride).to(tl.int64)
+    p_w = tl.load(pos_ptr + 2 * pos_row_stride + token * pos_stride).to(tl.int64)
+    if INTERLEAVED:
+        from_h = (j % 3 == 1) & (j < 3 * s1)
+        from_w = (j % 3 == 2) & (j < 3 * s2)
+    else:
+        from_h = (j >= s0) & (j < s0 + s1)
+        from_w = j >= s0 + s1
+    pos = tl.where(from_h, p_h, tl.where(from_w, p_w, p_t))
+    return pos * cache_row_stride
+
+
+@triton.jit
 def _rotary_kernel(
-    pos_ptr, pos_stride, cache_ptr, cache_row_stride, cache_col_stride,
+    pos_ptr, pos_stride, pos_row_stride, cache_ptr, cache_row_stride, cache_col_stride,
     q_ptr, q_row_stride, q_head_stride, q_elem_stride, n_q_heads,
-    k_ptr, k_row_stride, k_head_stride, k_elem_stride, n_k_heads, half,
+    k_ptr, k_row_stride, k_head_stride, k_elem_stride, n_k_heads, half, s0, s1, s2,
     BLOCK_HALF: tl.constexpr, HEAD_BLOCK: tl.constexpr, IS_NEOX: tl.constexpr,
+    MROPE: tl.constexpr, INTERLEAVED: tl.constexpr,
 ):  # fmt: skip
     """1-D grid of ``tokens * (q head blocks + k head blocks)``, a token's blocks next to each
     other (programs running together touch neighbouring memory): each program rotates one block
-    of one token's q heads or k heads, loading that token's cos/sin row once."""
+    of one token's q heads or k heads, loading that token's cos/sin row once (mrope: each
+    frequency's entry from the row of its section's position)."""
     q_blocks = (n_q_heads + HEAD_BLOCK - 1) // HEAD_BLOCK
     blocks = q_blocks + (n_k_heads + HEAD_BLOCK - 1) // HEAD_BLOCK
     pid = tl.program_id(0)
     token = (pid // blocks).to(tl.int64)
     block = pid % blocks
-    pos = tl.load(pos_ptr + token * pos_stride).to(tl.int64)
-    cache_row_ptr = cache_ptr + pos * cache_row_stride
+    if MROPE:
+        cache_row_ptr = cache_ptr + _mrope_row_offsets(
+            pos_ptr, pos_stride, pos_row_stride, token, cache_row_stride, s0, s1, s2,
+            BLOCK_HALF, INTERLEAVED,
+        )  # fmt: skip
+    else:
+        pos = tl.load(pos_ptr + token * pos_stride).to(tl.int64)
+        cache_row_ptr = cache_ptr + pos * cache_row_stride
     if block < q_blocks:
         _rotate_heads(
             q_ptr + token * q_row_stride, q_head_stride, q_elem_stride, block * HEAD_BLOCK,
@@ -375,16 +528,24 @@ def rotary_embedding(
     rotary_dim: int,
     is_neox: bool,
     config: RotaryConfig | None = None,
+    mrope_section: tuple[int, int, int] | None = None,
+    mrope_interleaved: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Rotate ``query`` (and ``key``, may be None) in place; returns ``(query, key)``.
 
     ``query``/``key``: ``[T, heads * head_size]`` or ``[T, heads, head_size]``, rows and heads may
-    be strided (views of a fused qkv). ``positions``: int32/int64, ``T`` of them in any shape.
-    ``cos_sin_cache``: ``[max_pos, rotary_dim]``, cos half then sin half, fp32 or model dtype.
-    Only the first ``rotary_dim`` elements of each head rotate."""
+    be strided (views of a fused qkv). ``positions``: int32/int64, ``T`` of them in any shape;
+    with ``mrope_section`` and 2-D positions: ``[3, T]`` (t, h, w), each rotary frequency taking
+    the position of its section (chunked, or interleaved as Qwen3-VL). ``cos_sin_cache``:
+    ``[max_pos, rotary_dim]``, cos half then sin half, fp32 or model dtype. Only the first
+    ``rotary_dim`` elements of each head rotate."""
     if config is None:
         config = rotary_config(rotary_dim, query.element_size())
-    rotary(positions, query, key, cos_sin_cache, head_size, rotary_dim // 2, is_neox, config)
+    mrope = None
+    if mrope_section is not None and positions.dim() == 2:
+        mrope = (*mrope_section, mrope_interleaved)
+    rotary(positions, query, key, cos_sin_cache, head_size, rotary_dim // 2, is_neox, config,
+           mrope)  # fmt: skip
     return query, key
 
 
@@ -397,9 +558,18 @@ def rotary(
     half: int,
     is_neox: bool,
     config: RotaryConfig,
+    mrope: tuple[int, int, int, bool] | None = None,
 ) -> None:
-    if positions.dim() != 1:
-        positions = positions.view(-1)
+    """The launcher behind ``rotary_embedding``. ``mrope``: ``(s0, s1, s2, interleaved)`` with
+    ``positions`` ``[3, T]`` (t, h, w); otherwise ``T`` positions in any shape."""
+    if mrope is None:
+        if positions.dim() != 1:
+            positions = positions.view(-1)
+        sections, interleaved, pos_row_stride = (0, 0, 0), False, 0
+    else:
+        *sections, interleaved = mrope
+        pos_row_stride = positions.stride(0)
+        positions = positions[0]
     tokens = positions.shape[0]
     q, n_q, *q_strides = _head_layout(query, tokens, head_size)
     if key is None:
@@ -410,8 +580,8 @@ def rotary(
     grid = (tokens * (_cdiv(n_q, hb) + _cdiv(n_k, hb)),)
     cache_strides = cache.stride()
     _rotary_kernel[grid](
-        positions, positions.stride(0), cache, *cache_strides,
-        q, *q_strides, n_q, k, *k_strides, n_k, half,
-        BLOCK_HALF=config.block_half, HEAD_BLOCK=hb, IS_NEOX=is_neox,
-        num_warps=config.num_warps,
+        positions, positions.stride(0), pos_row_stride, cache, *cache_strides,
+        q, *q_strides, n_q, k, *k_strides, n_k, half, *sections,
+        BLOCK_HALF=config.block_half, HEAD_BLOCK=hb, IS_NEOX=is_neox, MROPE=mrope is not None,
+        INTERLEAVED=interleaved, num_warps=config.num_warps,
     )  # fmt: skip

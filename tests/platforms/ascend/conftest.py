@@ -9,13 +9,23 @@ Each fake op computes what the torch_npu documentation says the op computes (tor
 ``torch_npu/_op_plugin_docs.py`` and the shapes/dtypes of its meta registrations), in plain
 PyTorch, in float32 like the kernels, written from that documentation and not from sglang-fl's
 reference math (the rotary fake uses the textbook rotate-half / rotate-interleaved form, the
-reference gathers and pairs halves). Each fake also enforces the documented input constraints
-(dtypes, 2-D rotary inputs, rotary_dim multiples, gamma in the input dtype, positions in range),
-so a wrong argument mapping fails loudly instead of computing something plausible.
+reference gathers and pairs halves; the gelus are written from their formulas). Each fake also
+enforces the documented input constraints (dtypes, 2-D rotary inputs, rotary_dim multiples,
+mrope sections summing to rotary_dim / 2, gamma in the input dtype, positions in range), so a
+wrong argument mapping fails loudly instead of computing something plausible.
+
+Where the docstrings say less than we rely on, the fake encodes a stated reading, which only
+an NPU run can confirm (platforms/ascend/README.md lists them): ``npu_geglu``'s
+``activate_left`` (in its schema, not its docstring: CANN's GeGluV3 activates the right half by
+default, the left one with ``activate_left=True``), ``npu_gelu`` (schema and graph lowering
+only: torch's gelu with the same ``approximate``), ``npu_mrope``'s mrope mode (the chunked
+t | h | w sections the documented constraint describes), and ``npu_layer_norm_eval`` (documented
+as F.layer_norm; parameters in the input's dtype, as F.layer_norm expects).
 """
 
 from __future__ import annotations
 
+import math
 import sys
 import types
 from collections import Counter
@@ -52,6 +62,76 @@ def npu_swiglu(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
     _require(x.numel() > 0 and x.is_contiguous(), "npu_swiglu: input must be non-empty, contiguous")
     a, b = x.float().chunk(2, dim=dim)
     return (a * torch.sigmoid(a) * b).to(x.dtype)
+
+
+def _erf_gelu(x: torch.Tensor) -> torch.Tensor:
+    return 0.5 * x * (1.0 + torch.erf(x / math.sqrt(2.0)))
+
+
+def _tanh_gelu(x: torch.Tensor) -> torch.Tensor:
+    return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x**3)))
+
+
+def npu_geglu(self: torch.Tensor, dim: int = -1, approximate: int = 1,
+              activate_left: bool = False):  # fmt: skip
+    """Doc: GeGlu on ``self`` split in two halves along ``dim`` -> ``(out, outGelu)``, both half
+    the size along ``dim`` and in self's dtype (meta); ``approximate`` 0 = none (erf), 1 = tanh;
+    non-contiguous input supported. The half that is activated: the right one by default,
+    the left one with ``activate_left=True`` (the schema's argument; CANN's GeGluV3)."""
+    _require_dtype("npu_geglu", self)
+    _require(1 <= self.dim() <= 8, "npu_geglu: dim num out of range [1, 8]")
+    _require(-self.dim() <= dim < self.dim(), f"npu_geglu: attribute dim {dim} out of range")
+    _require(self.shape[dim] % 2 == 0, "npu_geglu: the split dim must be even")
+    _require(approximate in (0, 1), f"npu_geglu: approximate must be 0 or 1, not {approximate!r}")
+    left, right = self.float().chunk(2, dim=dim)
+    activated, other = (left, right) if activate_left else (right, left)
+    gelu = _tanh_gelu(activated) if approximate == 1 else _erf_gelu(activated)
+    return (gelu * other).to(self.dtype), gelu.to(self.dtype)
+
+
+def npu_gelu(self: torch.Tensor, *, approximate: str = "none") -> torch.Tensor:
+    """Schema ``npu_gelu(Tensor self, *, str approximate="none")``, lowered to GE's GeluV2 with
+    the same attribute: torch's gelu, erf ("none") or the tanh approximation; same shape and
+    dtype (meta: empty_like)."""
+    _require_dtype("npu_gelu", self)
+    _require(approximate in ("none", "tanh"), f"npu_gelu: approximate {approximate!r}")
+    x = self.float()
+    return (_tanh_gelu(x) if approximate == "tanh" else _erf_gelu(x)).to(self.dtype)
+
+
+def npu_fast_gelu(input: torch.Tensor) -> torch.Tensor:
+    """Doc, formula 2 (Atlas A2/A3, the 910B class): ``x / (1 + exp(-1.702 x))``; formula 1
+    (older Atlas products) is the overflow-safe form of the same function. Non-contiguous
+    input supported, up to 8 dims; same dtype."""
+    _require_dtype("npu_fast_gelu", input)
+    _require(input.dim() <= 8, "npu_fast_gelu: at most 8 dims")
+    x = input.float()
+    return (x / (1.0 + torch.exp(-1.702 * x))).to(input.dtype)
+
+
+def npu_layer_norm_eval(input: torch.Tensor, normalized_shape, weight=None, bias=None,
+                        eps: float = 1e-5) -> torch.Tensor:  # fmt: skip
+    """Doc: "the same as torch.nn.functional.layer_norm", an NPU-optimised implementation:
+    ``(x - mean) / sqrt(var + eps) * weight + bias`` over ``normalized_shape`` (biased
+    variance), weight and bias optional, in the input's dtype and shape."""
+    _require_dtype("npu_layer_norm_eval", input)
+    shape = tuple(normalized_shape)
+    _require(tuple(input.shape[-len(shape) :]) == shape, "npu_layer_norm_eval: shape mismatch")
+    for name, t in (("weight", weight), ("bias", bias)):
+        if t is not None:
+            _require(tuple(t.shape) == shape, f"npu_layer_norm_eval: {name} shape mismatch")
+            _require(t.dtype == input.dtype, f"npu_layer_norm_eval: {name} dtype {t.dtype} "
+                     f"differs from the input's {input.dtype}")  # fmt: skip
+    dims = tuple(range(-len(shape), 0))
+    x = input.float()
+    mean = x.mean(dim=dims, keepdim=True)
+    var = (x - mean).pow(2).mean(dim=dims, keepdim=True)
+    y = (x - mean) / torch.sqrt(var + eps)
+    if weight is not None:
+        y = y * weight.float()
+    if bias is not None:
+        y = y + bias.float()
+    return y.to(input.dtype)
 
 
 def _rms(x: torch.Tensor, gamma: torch.Tensor, epsilon: float) -> tuple[torch.Tensor, ...]:
@@ -108,13 +188,16 @@ def _rotate_interleaved(x: torch.Tensor) -> torch.Tensor:
 def npu_mrope(positions, query, key, cos_sin_cache, head_size, *, mrope_section=None,
               rotary_mode="half", cache_mode="default"):  # fmt: skip
     """Doc: RoPE from a ``[maxSeqLen, rotaryDim]`` cos|sin cache gathered by ``positions``
-    (1-D = rope mode; mropeSection [0, 0, 0] = rope mode) on 2-D ``[numTokens, heads *
-    headSize]`` query/key; 'half' = rotate_half (GPT-NeoX), 'interleave' = rotate_interleaved
-    (GPT-J); the first rotaryDim of each head rotate, the rest pass through. Out of place."""
+    on 2-D ``[numTokens, heads * headSize]`` query/key; 'half' = rotate_half (GPT-NeoX),
+    'interleave' = rotate_interleaved (GPT-J); the first rotaryDim of each head rotate, the
+    rest pass through. Out of place. 1-D positions with mropeSection [0, 0, 0] (the default)
+    = rope mode; ``[3, numTokens]`` positions with mropeSection summing to rotaryDim / 2 =
+    mrope mode: rotary frequency ``j`` takes its position from the t row for ``j <
+    section[0]``, the h row for the next ``section[1]``, the w row for the rest."""
     _check_mrope(positions, query, key, cos_sin_cache, head_size, mrope_section, rotary_mode,
                  cache_mode)  # fmt: skip
     rotary_dim = cos_sin_cache.shape[1]
-    cos, sin = cos_sin_cache.index_select(0, positions).float().chunk(2, dim=-1)
+    cos, sin = _mrope_cos_sin(positions, cos_sin_cache, mrope_section)
     if rotary_mode == "half":
         cos, sin, rotate = torch.cat((cos, cos), -1), torch.cat((sin, sin), -1), _rotate_half
     else:
@@ -130,10 +213,23 @@ def npu_mrope(positions, query, key, cos_sin_cache, head_size, *, mrope_section=
     return apply(query), apply(key)
 
 
+def _mrope_cos_sin(positions, cache, section) -> tuple[torch.Tensor, torch.Tensor]:
+    """``[numTokens, rotaryDim / 2]`` cos and sin (fp32): rope mode gathers one row per token;
+    mrope mode concatenates the t, h and w rows' sections."""
+    if positions.dim() == 1:
+        return cache.index_select(0, positions).float().chunk(2, dim=-1)
+    per_row = [cache.index_select(0, row).float().chunk(2, dim=-1) for row in positions]
+    bounds = [0, section[0], section[0] + section[1], sum(section)]
+    cos = torch.cat([per_row[r][0][:, bounds[r] : bounds[r + 1]] for r in range(3)], dim=-1)
+    sin = torch.cat([per_row[r][1][:, bounds[r] : bounds[r + 1]] for r in range(3)], dim=-1)
+    return cos, sin
+
+
 def _check_mrope(positions, query, key, cache, head_size, section, rotary_mode, cache_mode):
-    _require(positions.dim() == 1, "npu_mrope: only rope mode (1-D positions) is faked")
+    section = list(section or [0, 0, 0])
+    _require(positions.dim() in (1, 2), "npu_mrope: positions must be 1-D or 2-D")
     _require(positions.dtype in (torch.int32, torch.int64), "npu_mrope: positions int32/int64")
-    _require(list(section or [0, 0, 0]) == [0, 0, 0], "npu_mrope: rope mode needs [0, 0, 0]")
+    _require(len(section) == 3, "npu_mrope: mrope_section has three entries")
     _require(rotary_mode in ("half", "interleave"), f"npu_mrope: rotary_mode {rotary_mode!r}")
     _require(cache_mode == "default", "npu_mrope: only cache_mode='default' is faked")
     _require(query.dim() == 2 and key.dim() == 2 and cache.dim() == 2, "npu_mrope: 2-D only")
@@ -142,20 +238,28 @@ def _check_mrope(positions, query, key, cache, head_size, section, rotary_mode, 
     # (it takes another path for bf16 query + fp32 cache): treat a mismatch as unsupported.
     _require(query.dtype == key.dtype == cache.dtype, "npu_mrope: query/key/cache dtypes differ")
     rotary_dim = cache.shape[1]
+    if positions.dim() == 1:
+        _require(section == [0, 0, 0], "npu_mrope: 1-D positions are rope mode: [0, 0, 0]")
+    else:
+        _require(positions.shape[0] == 3, "npu_mrope: 2-D positions are [3, numTokens]")
+        _require(sum(section) == rotary_dim // 2 and min(section) >= 0,
+                 "npu_mrope: mrope mode needs sum(mrope_section) == rotary_dim / 2")  # fmt: skip
     multiple = 16 if query.dtype == torch.float32 else 32
     _require(rotary_dim % multiple == 0, f"npu_mrope: rotary_dim must be a multiple of {multiple}")
     _require(rotary_dim <= head_size, "npu_mrope: rotary_dim exceeds head_size")
     _require(query.shape[1] % head_size == 0 and key.shape[1] % head_size == 0,
              "npu_mrope: last dim must be heads * head_size")  # fmt: skip
-    _require(query.shape[0] == key.shape[0] == positions.shape[0], "npu_mrope: token counts")
+    tokens = positions.shape[-1]
+    _require(query.shape[0] == key.shape[0] == tokens, "npu_mrope: token counts")
     in_range = positions.numel() == 0 or int(positions.max()) < cache.shape[0]
     _require(in_range, "npu_mrope: position beyond maxSeqLen")
 
 
 FAKE_OPS = {
     f.__name__: f
-    for f in (npu_swiglu, npu_rms_norm, npu_add_rms_norm, npu_gemma_rms_norm, npu_mrope)
-}
+    for f in (npu_swiglu, npu_geglu, npu_gelu, npu_fast_gelu, npu_rms_norm, npu_add_rms_norm,
+              npu_gemma_rms_norm, npu_layer_norm_eval, npu_mrope)
+}  # fmt: skip
 
 
 # --------------------------------------------------------------------------- torch.npu

@@ -16,8 +16,28 @@ from sglang_fl_ascend.backend import AscendBackend
 
 from sglang_fl.backends.reference import ReferenceBackend
 from sglang_fl.dispatch.backend import ImplKind
-from sglang_fl.ops.catalog import OP_NAMES
-from sglang_fl.ops.params import ActivationParams, NormParams, RotaryParams
+from sglang_fl.ops.catalog import (
+    DEEPSEEK_SCALING_ROTARY_EMBEDDING,
+    GELU_AND_MUL,
+    GEMMA3_RMS_NORM,
+    GEMMA_RMS_NORM,
+    LAYER_NORM,
+    MROTARY_EMBEDDING,
+    NEW_GELU,
+    OP_NAMES,
+    QUICK_GELU,
+    RMS_NORM,
+    RMS_NORM_WITHOUT_SCALE,
+    ROTARY_EMBEDDING,
+    SILU_AND_MUL,
+)
+from sglang_fl.ops.params import (
+    ActivationParams,
+    LayerNormParams,
+    MRotaryParams,
+    NormParams,
+    RotaryParams,
+)
 
 pytestmark = pytest.mark.ascend_contract
 
@@ -307,15 +327,52 @@ def test_norm_refuses_weight_in_another_dtype(fake_npu, op):
     assert refusal is not None and "weight is torch.float32, input is torch.bfloat16" in refusal
 
 
+def mrope_params(
+    dtype=torch.bfloat16,
+    rotary_dim=64,
+    head_size=128,
+    section=(8, 12, 12),
+    interleaved=False,
+    neox=True,
+    cache_dtype=None,
+) -> MRotaryParams:
+    return MRotaryParams(cos_sin_cache=rope_cache(512, rotary_dim, cache_dtype or dtype),
+                         head_size=head_size, rotary_dim=rotary_dim, is_neox_style=neox,
+                         mrope_section=section, interleaved=interleaved, dtype=dtype,
+                         device=CPU)  # fmt: skip
+
+
+def layer_norm_params(dtype, compute_dtype, *, weight=True, bias=True, param_dtype=None):
+    gen = torch.Generator().manual_seed(7)
+    w = (torch.rand(HIDDEN, generator=gen) + 0.5).to(param_dtype or compute_dtype)
+    b = torch.randn(HIDDEN, generator=gen).to(param_dtype or compute_dtype)
+    return LayerNormParams(weight=w if weight else None, bias=b if bias else None, eps=1e-5,
+                           hidden_size=HIDDEN, compute_dtype=compute_dtype, dtype=dtype,
+                           device=CPU)  # fmt: skip
+
+
+def float64_params(op: str):
+    """An instance of ``op`` in float64, for every op of the catalogue."""
+    activation = ActivationParams(dtype=torch.float64, device=CPU, width=128)
+    return {
+        SILU_AND_MUL: activation,
+        GELU_AND_MUL: ActivationParams(dtype=torch.float64, device=CPU, approximate="tanh"),
+        NEW_GELU: activation,
+        QUICK_GELU: activation,
+        RMS_NORM: norm_params(torch.float64),
+        GEMMA_RMS_NORM: norm_params(torch.float64),
+        GEMMA3_RMS_NORM: norm_params(torch.float64),
+        RMS_NORM_WITHOUT_SCALE: NormParams(None, 1e-6, HIDDEN, torch.float64, CPU),
+        LAYER_NORM: layer_norm_params(torch.float64, torch.float64),
+        ROTARY_EMBEDDING: rotary_params(torch.float64),
+        MROTARY_EMBEDDING: mrope_params(torch.float64),
+        DEEPSEEK_SCALING_ROTARY_EMBEDDING: rotary_params(torch.float64),
+    }[op]
+
+
 @pytest.mark.parametrize("op", OP_NAMES)
 def test_every_op_refuses_float64(fake_npu, op):
-    params = {
-        "silu_and_mul": ActivationParams(dtype=torch.float64, device=CPU),
-        "rms_norm": norm_params(torch.float64),
-        "gemma_rms_norm": norm_params(torch.float64),
-        "rotary_embedding": rotary_params(torch.float64),
-    }[op]
-    refusal = AscendBackend().implementations()[op].supports(params)
+    refusal = AscendBackend().implementations()[op].supports(float64_params(op))
     assert refusal is not None and "torch.float64" in refusal
 
 
@@ -326,12 +383,312 @@ def test_every_op_refuses_float64(fake_npu, op):
         ("rms_norm", "npu_add_rms_norm", norm_params(torch.float16)),
         ("gemma_rms_norm", "npu_gemma_rms_norm", norm_params(torch.float16)),
         ("rotary_embedding", "npu_mrope", rotary_params(torch.float16)),
+        (GELU_AND_MUL, "npu_geglu", ActivationParams(dtype=torch.float16, device=CPU)),
+        (NEW_GELU, "npu_gelu", ActivationParams(dtype=torch.float16, device=CPU)),
+        (QUICK_GELU, "npu_fast_gelu", ActivationParams(dtype=torch.float16, device=CPU)),
+        (GEMMA3_RMS_NORM, "npu_gemma_rms_norm", norm_params(torch.float16)),
+        (RMS_NORM_WITHOUT_SCALE, "npu_rms_norm", NormParams(None, 1e-6, 8, torch.float16, CPU)),
+        (LAYER_NORM, "npu_layer_norm_eval", layer_norm_params(torch.float16, torch.float32)),
+        (MROTARY_EMBEDDING, "npu_mrope", mrope_params(torch.float16)),
+        (DEEPSEEK_SCALING_ROTARY_EMBEDDING, "npu_mrope", rotary_params(torch.float16)),
     ],
 )
 def test_older_torch_npu_without_the_kernel_is_refused(fake_npu, op, kernel, params):
     fake_npu.without(kernel)
     refusal = AscendBackend().implementations()[op].supports(params)
     assert refusal == f"torch_npu 2.13.0+fake has no public {kernel}"
+
+
+# --------------------------------------------------------------------------- gelus
+
+ACTIVATION_SHAPES = [
+    pytest.param((7, 2 * HIDDEN), False, id="2d"),
+    pytest.param((2, 3, 2 * 48), False, id="3d"),
+    pytest.param((5, 2 * 40), True, id="strided"),
+]
+
+
+def activation_input(shape, strided, dtype, seed=0):
+    if not strided:
+        return randn(*shape, dtype=dtype, seed=seed) * 2
+    *lead, last = shape
+    return (randn(*lead, last + 16, dtype=dtype, seed=seed) * 2)[..., 5 : 5 + last]
+
+
+@pytest.mark.parametrize("approximate", ["tanh", "none"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize(("shape", "strided"), ACTIVATION_SHAPES)
+def test_gelu_and_mul_geglu_matches_reference(fake_npu, approximate, dtype, shape, strided):
+    params = ActivationParams(dtype=dtype, device=CPU, width=shape[-1], approximate=approximate)
+    ours, ref = both(GELU_AND_MUL, params)
+    x = activation_input(shape, strided, dtype)
+    x0 = x.clone()
+    out = ours(x)
+    assert out.dtype == dtype and out.shape == (*shape[:-1], shape[-1] // 2)
+    close(out, ref(x), dtype)
+    assert torch.equal(x, x0)
+    assert fake_npu.calls["npu_geglu"] == 1
+
+
+def test_gelu_and_mul_activates_the_first_half_with_the_instances_approximation(
+    fake_npu, monkeypatch
+):
+    """Controls: npu_geglu's default (activate_left=False) gelus the other half, and tanh and
+    erf differ on this input; our call passes activate_left=True and the right index."""
+    seen = []
+    real = fake_npu.module.npu_geglu
+
+    def spy(x, **kwargs):
+        seen.append(kwargs)
+        return real(x, **kwargs)
+
+    monkeypatch.setattr(fake_npu.module, "npu_geglu", spy)
+    x = randn(4, 2 * HIDDEN, dtype=torch.float32) * 3
+    for approximate, index in (("tanh", 1), ("none", 0)):
+        ours = bind(AscendBackend(), GELU_AND_MUL,
+                    ActivationParams(torch.float32, CPU, approximate=approximate))  # fmt: skip
+        out = ours(x)
+        assert seen[-1] == {"dim": -1, "approximate": index, "activate_left": True}
+        assert not torch.allclose(out, real(x, dim=-1, approximate=index)[0], atol=1e-3)
+        other = "none" if approximate == "tanh" else "tanh"
+        ref_other = bind(ReferenceBackend(), GELU_AND_MUL,
+                         ActivationParams(torch.float32, CPU, approximate=other))  # fmt: skip
+        assert not torch.allclose(out, ref_other(x), atol=1e-5)
+
+
+@pytest.mark.parametrize(("op", "kernel"), [(NEW_GELU, "npu_gelu"), (QUICK_GELU, "npu_fast_gelu")])
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize(("shape", "strided"), ACTIVATION_SHAPES)
+def test_elementwise_gelus_match_reference(fake_npu, op, kernel, dtype, shape, strided):
+    ours, ref = both(op, ActivationParams(dtype=dtype, device=CPU, width=shape[-1]))
+    x = activation_input(shape, strided, dtype, seed=3)
+    x0 = x.clone()
+    out = ours(x)
+    assert out.dtype == dtype and out.shape == x.shape
+    close(out, ref(x), dtype)
+    assert torch.equal(x, x0)
+    assert fake_npu.calls[kernel] == 1
+
+
+def test_new_gelu_is_the_tanh_approximation(fake_npu):
+    """Control: npu_gelu's default (erf) differs on this input, so a missing approximate="tanh"
+    would fail the comparison above."""
+    ours = bind(AscendBackend(), NEW_GELU, ActivationParams(torch.float32, CPU))
+    x = torch.linspace(-4, 4, 101)
+    assert not torch.allclose(ours(x), fake_npu.module.npu_gelu(x), atol=1e-5)
+    close(ours(x), torch.nn.functional.gelu(x, approximate="tanh"), torch.float32)
+
+
+# ------------------------------------------------------------- gemma3, unscaled, layer norm
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("with_residual", [False, True], ids=["plain", "residual"])
+@pytest.mark.parametrize("three_d", [False, True], ids=["2d", "per-head-3d"])
+def test_gemma3_rms_norm_matches_reference(fake_npu, dtype, with_residual, three_d):
+    """Gemma 3's decoder norms (2-D, with a residual on SGLang 0.5.21+) and its q/k norms
+    ([tokens, heads, head_dim], a strided view of the projection)."""
+    params = norm_params(dtype)
+    ours, ref = both(GEMMA3_RMS_NORM, params)
+    if three_d:
+        wide = randn(5, 3 * HIDDEN + 8, dtype=dtype, seed=2)
+        x = wide[:, : 3 * HIDDEN].unflatten(-1, (3, HIDDEN))
+    else:
+        x = randn(6, HIDDEN, dtype=dtype, seed=2)
+    residual = randn(*x.shape, dtype=dtype, seed=3) if with_residual else None
+    x0 = x.clone()
+    out = ours(x, residual)
+    expected = ref(x, residual)
+    if with_residual:
+        close(out[0], expected[0], dtype)
+        close(out[1], expected[1], dtype)
+    else:
+        assert out.shape == x.shape
+        close(out, expected, dtype)
+    assert torch.equal(x, x0)
+    assert fake_npu.calls["npu_gemma_rms_norm"] == 1
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("shape", [(5, HIDDEN), (4, 3, HIDDEN)], ids=["2d", "3d"])
+def test_rms_norm_without_scale_is_npu_rms_norm_with_ones(fake_npu, monkeypatch, dtype, shape):
+    gammas = []
+    real = fake_npu.module.npu_rms_norm
+
+    def spy(x, gamma, epsilon):
+        gammas.append(gamma)
+        return real(x, gamma, epsilon)
+
+    monkeypatch.setattr(fake_npu.module, "npu_rms_norm", spy)
+    params = NormParams(None, 1e-5, HIDDEN, dtype, CPU)
+    ours, ref = both(RMS_NORM_WITHOUT_SCALE, params)
+    for seed in (1, 2):
+        x = randn(*shape, dtype=dtype, seed=seed) * 3
+        out = ours(x, None)
+        assert out.shape == x.shape and out.dtype == dtype
+        close(out, ref(x, None), dtype)
+    # one gamma of ones in the input dtype, made at bind and reused
+    assert len(gammas) == 2 and gammas[0] is gammas[1]
+    assert gammas[0].dtype == dtype and torch.equal(gammas[0], torch.ones(HIDDEN, dtype=dtype))
+
+
+LAYER_NORM_CASES = [
+    pytest.param(torch.bfloat16, torch.float32, True, True, id="bf16-in-fp32-params"),
+    pytest.param(torch.float16, torch.float32, True, False, id="fp16-in-fp32-weight-only"),
+    pytest.param(torch.bfloat16, torch.float32, False, False, id="bf16-in-no-affine"),
+    pytest.param(torch.bfloat16, torch.bfloat16, True, True, id="bf16-in-bf16-params"),
+    pytest.param(torch.float32, torch.float32, True, True, id="fp32"),
+]
+
+
+@pytest.mark.parametrize(("dtype", "compute", "weight", "bias"), LAYER_NORM_CASES)
+@pytest.mark.parametrize("shape", [(6, HIDDEN), (2, 3, HIDDEN)], ids=["2d", "3d"])
+def test_layer_norm_matches_reference(fake_npu, dtype, compute, weight, bias, shape):
+    params = layer_norm_params(dtype, compute, weight=weight, bias=bias)
+    ours, ref = both(LAYER_NORM, params)
+    x = randn(*shape, dtype=dtype, seed=4) * 2 + 1
+    x0 = x.clone()
+    out = ours(x)
+    assert out.shape == x.shape and out.dtype == dtype
+    close(out, ref(x), dtype)
+    assert torch.equal(x, x0)
+    assert fake_npu.calls["npu_layer_norm_eval"] == 1
+
+
+def test_layer_norm_computes_in_the_parameters_dtype(fake_npu, monkeypatch):
+    """SGLang's LayerNorm normalises in its parameters' dtype: a bf16 input reaches the kernel
+    as fp32 when the parameters are fp32, with the live weight and bias."""
+    seen = []
+    real = fake_npu.module.npu_layer_norm_eval
+
+    def spy(x, shape, weight=None, bias=None, eps=1e-5):
+        seen.append((x.dtype, list(shape), weight, bias, eps))
+        return real(x, shape, weight=weight, bias=bias, eps=eps)
+
+    monkeypatch.setattr(fake_npu.module, "npu_layer_norm_eval", spy)
+    params = layer_norm_params(torch.bfloat16, torch.float32)
+    ours = bind(AscendBackend(), LAYER_NORM, params)
+    assert ours(randn(3, HIDDEN, dtype=torch.bfloat16)).dtype == torch.bfloat16
+    assert seen == [(torch.float32, [HIDDEN], params.weight, params.bias, 1e-5)]
+
+
+def test_layer_norm_refuses_parameters_in_another_dtype(fake_npu):
+    params = layer_norm_params(torch.bfloat16, torch.float32, param_dtype=torch.bfloat16)
+    refusal = AscendBackend().implementations()[LAYER_NORM].supports(params)
+    assert refusal == (
+        "npu_layer_norm_eval needs the weight in the compute dtype torch.float32; it is "
+        "torch.bfloat16"
+    )
+
+
+# --------------------------------------------------------------------------- mrope, DeepSeek
+
+
+def mrope_positions(tokens: int, max_pos: int = 512) -> torch.Tensor:
+    """[3, T] t/h/w positions that differ per row (a vision block: t constant, h and w a grid)."""
+    gen = torch.Generator().manual_seed(tokens)
+    t = torch.full((tokens,), 7)
+    h = torch.randint(0, max_pos, (tokens,), generator=gen)
+    w = torch.randint(0, max_pos, (tokens,), generator=gen)
+    return torch.stack((t, h, w))
+
+
+MROPE_CASES = [
+    # head_size, rotary_dim, section, q heads, kv heads
+    pytest.param(128, 128, (16, 24, 24), 7, 1, id="qwen2.5-vl-sections"),
+    pytest.param(64, 64, (8, 12, 12), 4, 2, id="small"),
+    pytest.param(128, 64, (16, 8, 8), 2, 1, id="partial"),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize(("head_size", "rotary_dim", "section", "heads", "kv_heads"), MROPE_CASES)
+@pytest.mark.parametrize("neox", [True, False], ids=["neox", "interleave"])
+@pytest.mark.parametrize("positions_dim", [2, 1], ids=["3xT", "T"])
+def test_mrotary_matches_reference(fake_npu, monkeypatch, dtype, head_size, rotary_dim, section,
+                                   heads, kv_heads, neox, positions_dim):  # fmt: skip
+    sections = []
+    real = fake_npu.module.npu_mrope
+
+    def spy(*args, mrope_section, **kwargs):
+        sections.append(mrope_section)
+        return real(*args, mrope_section=mrope_section, **kwargs)
+
+    monkeypatch.setattr(fake_npu.module, "npu_mrope", spy)
+    params = mrope_params(dtype, rotary_dim, head_size, section, neox=neox,
+                          cache_dtype=torch.float32)  # fmt: skip
+    ours, ref = both(MROTARY_EMBEDDING, params)
+    positions = mrope_positions(6) if positions_dim == 2 else torch.tensor([0, 1, 5, 17, 255, 511])
+    qkv = randn(6, (heads + 2 * kv_heads) * head_size, dtype=dtype, seed=5)
+    query = qkv[:, : heads * head_size]
+    key = qkv[:, heads * head_size : (heads + kv_heads) * head_size]
+    qkv0 = qkv.clone()
+    q_out, k_out = ours(positions, query, key)
+    ref_q, ref_k = ref(positions, query, key)
+    assert q_out.shape == query.shape and k_out.shape == key.shape
+    close(q_out, ref_q, dtype)
+    close(k_out, ref_k, dtype)
+    assert torch.equal(qkv, qkv0)
+    assert sections == [list(section) if positions_dim == 2 else [0, 0, 0]]
+
+
+def test_mrotary_sections_matter(fake_npu):
+    """Control: with h and w positions unlike t, mrope differs from rope at the t positions,
+    so passing [0, 0, 0] (SGLang 0.5.15-0.5.22's call) would not match the reference."""
+    params = mrope_params(torch.float32, 64, 64, (8, 12, 12), cache_dtype=torch.float32)
+    ours, ref = both(MROTARY_EMBEDDING, params)
+    positions = mrope_positions(5)
+    q, k = randn(5, 2 * 64, dtype=torch.float32), randn(5, 64, dtype=torch.float32, seed=1)
+    mrope = ours(positions, q, k)
+    close(mrope[0], ref(positions, q, k)[0], torch.float32)
+    assert not torch.allclose(mrope[0], ours(positions[0], q, k)[0], atol=1e-3)
+
+
+def test_mrotary_without_sections_takes_text_positions(fake_npu):
+    params = mrope_params(torch.bfloat16, section=None)
+    ours, ref = both(MROTARY_EMBEDDING, params)
+    positions = torch.tensor([3, 9, 27])
+    q, k = randn(3, 2 * 128, dtype=torch.bfloat16), randn(3, 128, dtype=torch.bfloat16, seed=1)
+    for got, expected in zip(ours(positions, q, k), ref(positions, q, k), strict=True):
+        close(got, expected, torch.bfloat16)
+
+
+@pytest.mark.parametrize(
+    ("params", "reason"),
+    [
+        (mrope_params(section=(24, 20, 20), rotary_dim=128, interleaved=True),
+         "Qwen3-VL's interleaved layout is none of its modes"),
+        (mrope_params(section=(8, 8, 8)),
+         "sections to sum to rotary_dim / 2 = 32; got [8, 8, 8]"),
+        (mrope_params(rotary_dim=48, section=(8, 8, 8)), "multiple of 32 for torch.bfloat16"),
+    ],
+    ids=["interleaved", "bad-sum", "rotary-dim"],
+)  # fmt: skip
+def test_mrotary_refuses_what_npu_mrope_does_not_document(fake_npu, params, reason):
+    refusal = AscendBackend().implementations()[MROTARY_EMBEDDING].supports(params)
+    assert refusal is not None and reason in refusal
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("neox", [False, True], ids=["interleave", "neox"])
+def test_deepseek_rope_mla_layout_matches_reference(fake_npu, dtype, neox):
+    """MLA: q_pe [T, 16, 64] and k_pe [T, 1, 64] sliced out of wider tensors, the mscale'd
+    cache in fp32 (reference: computed in fp32, rounded once; ours: the cache cast to the
+    query dtype at bind, as npu_mrope takes it)."""
+    cache = rope_cache(512, 64, torch.float32) * 1.2
+    params = RotaryParams(cos_sin_cache=cache, head_size=64, rotary_dim=64, is_neox_style=neox,
+                          dtype=dtype, device=CPU)  # fmt: skip
+    ours, ref = both(DEEPSEEK_SCALING_ROTARY_EMBEDDING, params)
+    positions = torch.tensor([0, 1, 5, 17, 255, 300, 511])
+    q_full = randn(7, 16, 128 + 64, dtype=dtype, seed=6)
+    latent = randn(7, 1, 512 + 64, dtype=dtype, seed=7)
+    q_pe, k_pe = q_full[..., 128:], latent[..., 512:]
+    q_out, k_out = ours(positions, q_pe, k_pe)
+    ref_q, ref_k = ref(positions, q_pe, k_pe)
+    assert q_out.shape == (7, 16, 64) and k_out.shape == (7, 1, 64)
+    close(q_out, ref_q, dtype)
+    close(k_out, ref_k, dtype)
+    assert fake_npu.calls["npu_mrope"] == 1
 
 
 # --------------------------------------------------------------------------- the fakes themselves
@@ -379,3 +736,57 @@ def test_fake_kernels_enforce_their_documented_constraints(fake_npu):
     with pytest.raises(RuntimeError, match="dtypes differ"):
         tnpu.npu_mrope(torch.tensor([0]), torch.ones(1, 32, dtype=torch.bfloat16),
                        torch.ones(1, 32, dtype=torch.bfloat16), torch.ones(4, 32), 32)  # fmt: skip
+
+
+def test_fakes_of_the_newer_ops_follow_their_documented_formulas(fake_npu):
+    """Hand-computed cases for the gelus, the layer norm and npu_mrope's mrope mode."""
+    tnpu = fake_npu.module
+    quick = tnpu.npu_fast_gelu(torch.tensor([0.0, 1.0, -1.0]))
+    torch.testing.assert_close(quick, torch.tensor([0.0, 1 / (1 + math.exp(-1.702)),
+                                                    -1 / (1 + math.exp(1.702))]))  # fmt: skip
+    erf1 = 0.5 * (1 + math.erf(1 / math.sqrt(2)))  # gelu(1), erf form
+    tanh1 = 0.5 * (1 + math.tanh(math.sqrt(2 / math.pi) * 1.044715))  # gelu(1), tanh form
+    torch.testing.assert_close(tnpu.npu_gelu(torch.tensor([1.0]), approximate="tanh"),
+                               torch.tensor([tanh1]))  # fmt: skip
+    torch.testing.assert_close(tnpu.npu_gelu(torch.tensor([1.0])), torch.tensor([erf1]))
+    x = torch.tensor([[1.0, 3.0]])  # halves: 1 | 3
+    out, gelu = tnpu.npu_geglu(x, dim=-1, approximate=0, activate_left=True)
+    torch.testing.assert_close((out, gelu), (torch.tensor([[3 * erf1]]), torch.tensor([[erf1]])))
+    out, _ = tnpu.npu_geglu(x, dim=-1, approximate=1, activate_left=True)
+    torch.testing.assert_close(out, torch.tensor([[3 * tanh1]]))
+    out, gelu = tnpu.npu_geglu(x, dim=-1, approximate=0)  # default: the right half is gelu'd
+    assert gelu.item() == pytest.approx(3 * 0.5 * (1 + math.erf(3 / math.sqrt(2))), rel=1e-6)
+    assert out.item() == pytest.approx(gelu.item(), rel=1e-6)
+    normed = tnpu.npu_layer_norm_eval(torch.tensor([[1.0, 2.0, 3.0, 4.0]]), [4],
+                                      torch.full((4,), 2.0), torch.ones(4), eps=0.0)  # fmt: skip
+    expected = torch.tensor([[-1.5, -0.5, 0.5, 1.5]]) / math.sqrt(1.25) * 2 + 1
+    torch.testing.assert_close(normed, expected)
+    # mrope mode, one neox head of 16: sections [2, 3, 3] over 8 frequencies; the cache turns
+    # every pair of row p by p / 2 rad; t = 0, h = 1, w = 2, so the frequencies turn by
+    # 0 (t), 0.5 (h) and 1.0 (w) rad
+    cache = torch.zeros(3, 16)
+    for p in range(3):
+        cache[p, :8], cache[p, 8:] = math.cos(p / 2), math.sin(p / 2)
+    q = torch.zeros(1, 16)
+    q[0, :8] = 1.0
+    positions = torch.tensor([[0], [1], [2]])
+    out, _ = tnpu.npu_mrope(positions, q, q.clone(), cache, 16, mrope_section=[2, 3, 3])
+    angles = [0.0] * 2 + [0.5] * 3 + [1.0] * 3
+    expected = torch.tensor([[*map(math.cos, angles), *map(math.sin, angles)]])
+    torch.testing.assert_close(out, expected)
+
+
+def test_fakes_of_the_newer_ops_enforce_their_documented_constraints(fake_npu):
+    tnpu = fake_npu.module
+    with pytest.raises(RuntimeError, match="approximate must be 0 or 1"):
+        tnpu.npu_geglu(torch.ones(2, 4), approximate=2)
+    with pytest.raises(RuntimeError, match="split dim must be even"):
+        tnpu.npu_geglu(torch.ones(2, 3))
+    with pytest.raises(RuntimeError, match=r"weight dtype torch\.float32 differs"):
+        tnpu.npu_layer_norm_eval(torch.ones(2, 4, dtype=torch.bfloat16), [4], torch.ones(4))
+    with pytest.raises(RuntimeError, match=r"sum\(mrope_section\) == rotary_dim / 2"):
+        tnpu.npu_mrope(torch.zeros(3, 1, dtype=torch.long), torch.ones(1, 32), torch.ones(1, 32),
+                       torch.ones(4, 32), 32, mrope_section=[8, 4, 8])  # fmt: skip
+    with pytest.raises(RuntimeError, match="1-D positions are rope mode"):
+        tnpu.npu_mrope(torch.zeros(1, dtype=torch.long), torch.ones(1, 32), torch.ones(1, 32),
+                       torch.ones(4, 32), 32, mrope_section=[8, 4, 4])  # fmt: skip
