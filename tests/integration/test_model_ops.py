@@ -9,11 +9,11 @@ while the dispatch log shows the classes of the new ops that the architecture re
   called: SGLang's Gemma 3 applies its own rope unless the CPU has Intel AMX.
 - GPT-2: NewGELU.
 
-DeepseekScalingRotaryEmbedding is reached by DeepSeek-V2, which SGLang cannot serve on a plain
-CPU yet (docs/zoo.md: its MLA prefill on the torch_native backend; on 0.5.15 its module does
-not import without CUTLASS); the op is tested against SGLang's own ``forward_native`` in
-``tests/backends/test_reference_vs_sglang.py``. The vision ops (QuickGELU, LayerNorm,
-MRotaryEmbedding) are tested there too.
+DeepseekScalingRotaryEmbedding is reached by DeepSeek-V2, which needs the CPU platform's
+PyTorch routes (``test_zoo_routes.py`` serves it, and on 0.5.15, where its module does not
+import without CUTLASS, checks its refusal); the op is also tested against SGLang's own
+``forward_native`` in ``tests/backends/test_reference_vs_sglang.py``. The vision ops
+(QuickGELU, LayerNorm, MRotaryEmbedding) are tested there too.
 """
 
 from __future__ import annotations

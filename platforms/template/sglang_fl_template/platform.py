@@ -43,6 +43,10 @@ class TemplatePlatform(FLPlatform):
         "sampling_backend": "pytorch",
         "mem_fraction_static": 0.05,  # of host memory, here: SGLang's GPU default takes most
     }
+    # PyTorch routes for SGLang paths that launch Triton where SGLang does not know the device
+    # (sglang_fl/compat/torch_routes.py names them). VENDOR: without Triton, declare the ones
+    # your models reach, as the CPU platform does (docs/zoo.md); with Triton, leave it empty.
+    fl_torch_routes: ClassVar[frozenset[str]] = frozenset()
 
     def get_device(self, local_rank: int | None = None) -> str:
         # A string (SGLang splits it on ":"). VENDOR: f"{DEVICE_TYPE}:{local_rank}" when given.
