@@ -1,5 +1,5 @@
 """The PyTorch routes' math and their table, without SGLang (tests/compat/
-test_torch_routes_sglang.py installs them into real SGLang; tests/integration/test_zoo_routes.py
+test_torch_routes_sglang.py installs them into real SGLang; tests/integration/test_zoo_serving.py
 serves the models that need them)."""
 
 from __future__ import annotations

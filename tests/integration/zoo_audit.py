@@ -50,6 +50,7 @@ from integration_helpers import (
 )
 from zoo_report_plugin import install_report_plugin
 
+from sglang_fl.conformance.zoo import REFUSAL  # sglang-fl's startup refusal of a model
 from sglang_fl.models import zoo
 
 ENGINE_TIMEOUT = 600.0
@@ -61,8 +62,6 @@ REPORT_LINE = re.compile(
 # SGLang's KV-cache sizing failing because host memory shrank while it profiled (the CPU
 # platform's memory is the host's, shared with every other process).
 SHARED_MEMORY_FAILURE = "leave no GPU memory for the KV cache"
-# sglang-fl's startup refusal of a model SGLang cannot serve here (platform_base).
-REFUSAL = re.compile(r"^sglang-fl: (?P<reason>\S+ cannot be served .*)$", re.MULTILINE)
 FRAME = re.compile(r'^\s*File "(?P<file>[^"]+)", line (?P<line>\d+), in (?P<func>.+)$')
 
 
