@@ -6,7 +6,12 @@ can turn them into a single clear message instead of a traceback.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+import logging
+import sys
+from collections.abc import Iterable, Iterator
+
+logger = logging.getLogger("sglang_fl")
 
 
 class SglangFLError(Exception):
@@ -47,6 +52,11 @@ class UnsupportedSGLangError(SglangFLError, RuntimeError):
     """The installed SGLang version is outside the supported range."""
 
 
+class UnservableModelError(SglangFLError, RuntimeError):
+    """SGLang cannot serve the model's architecture on this platform; the message names the
+    architecture and what is missing."""
+
+
 class BenchmarkError(SglangFLError, RuntimeError):
     """A benchmark cannot run here or its run failed (no device, a worker process that died or
     timed out, a missing dependency); the message names what failed and why, in one line."""
@@ -82,3 +92,20 @@ def one_of(choices: Iterable[str]) -> str:
     """Format a set of accepted values for an error message."""
     items = sorted(choices)
     return ", ".join(items) if items else "(none available)"
+
+
+@contextlib.contextmanager
+def fatal_errors() -> Iterator[None]:
+    """End the process with one line (exit status 2) on an sglang-fl error.
+
+    SGLang logs and swallows exceptions raised by plugins, which would let a bad setting run
+    the server without sglang-fl; the platform hooks sglang-fl refuses a model in run inside
+    SGLang's argument handling, where a traceback would bury the reason.
+    """
+    try:
+        yield
+    except SglangFLError as exc:
+        message = f"sglang-fl: {exc}"
+        logger.error(message)
+        print(message, file=sys.stderr, flush=True)
+        raise SystemExit(2) from exc

@@ -10,7 +10,10 @@ platform contract (:mod:`sglang_fl.compat.platform_contract`) checks.
 
 Shared here: the out-of-tree identity, the distributed backend chosen by the settings and what
 it needs of the server arguments (Layer 3, :mod:`sglang_fl.distributed.layer3`), the device a
-process group binds to, and the report of which fused ops a loaded model reaches.
+process group binds to, the refusal of a model SGLang cannot serve here (before anything
+loads), and the report of which fused ops a loaded model reaches. A bundle whose device has no
+Triton names in ``fl_torch_routes`` the PyTorch routes it needs for SGLang's Triton-only paths
+(:mod:`sglang_fl.compat.torch_routes`); ``load_plugin`` installs them.
 """
 
 from __future__ import annotations
@@ -21,10 +24,12 @@ import torch
 from sglang.srt.platforms.device_mixin import PlatformEnum
 from sglang.srt.platforms.interface import SRTPlatform
 
+from sglang_fl.compat import model_support
 from sglang_fl.compat.platform_api import Capabilities, KVPoolKind, release_hooks
 from sglang_fl.config import get_settings
 from sglang_fl.dispatch import oot
 from sglang_fl.distributed import layer3
+from sglang_fl.errors import UnservableModelError, fatal_errors
 
 
 class FLPlatform(release_hooks(), SRTPlatform):
@@ -37,6 +42,9 @@ class FLPlatform(release_hooks(), SRTPlatform):
     fl_server_arg_defaults: ClassVar[dict[str, Any]] = {}
     # What the device can do (read by SGLang through compat.platform_api).
     fl_capabilities: ClassVar[Capabilities] = Capabilities()
+    # SGLang paths that need Triton or a vendor kernel, routed to PyTorch on this device: names
+    # of compat.torch_routes.ROUTES (each with the releases it applies to).
+    fl_torch_routes: ClassVar[frozenset[str]] = frozenset()
 
     def fl_kv_pool_cls(self, kind: KVPoolKind) -> type | None:
         """The KV pool class for ``kind``; None for SGLang's own. Raise to refuse a kind."""
@@ -68,8 +76,10 @@ class FLPlatform(release_hooks(), SRTPlatform):
         return torch.device(self.device_type, local_rank)
 
     def apply_server_args_defaults(self, server_args: Any) -> None:
-        """Fill in ``fl_server_arg_defaults`` only where the user left the argument unset
-        (None), then what the distributed backend needs (Layer 3)."""
+        """Refuse a model SGLang cannot serve here; fill in ``fl_server_arg_defaults`` only
+        where the user left the argument unset (None), then what the distributed backend needs
+        (Layer 3)."""
+        refuse_unservable_model(server_args)
         for name, value in self.fl_server_arg_defaults.items():
             if getattr(server_args, name, None) is None:
                 setattr(server_args, name, value)
@@ -85,3 +95,19 @@ class FLPlatform(release_hooks(), SRTPlatform):
         """Say which fused-op classes the loaded model reaches and where each one runs (SGLang
         0.5.22+ calls this once the weights are loaded)."""
         oot.report_model(model)
+
+
+def refuse_unservable_model(server_args: Any) -> None:
+    """End the process with one line naming the architecture and what is missing when SGLang
+    cannot serve the model here (:func:`sglang_fl.compat.model_support.refusal`).
+
+    SGLang calls ``apply_server_args_defaults`` once the model path is resolved and before any
+    process loads a weight: the earliest hook that knows the model.
+    """
+    model_path = getattr(server_args, "model_path", None)
+    if model_path is None:  # arguments that name no model (a test's stand-in): nothing to check
+        return
+    reason = model_support.refusal_for_model(model_path, getattr(server_args, "revision", None))
+    if reason is not None:
+        with fatal_errors():
+            raise UnservableModelError(reason)

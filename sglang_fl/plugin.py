@@ -7,32 +7,18 @@ server without sglang-fl. Our errors therefore end the process with one clear me
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 import os
-import sys
-from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from sglang_fl.errors import NoPlatformError, SglangFLError, UnsupportedSGLangError
+from sglang_fl.errors import NoPlatformError, UnsupportedSGLangError, fatal_errors
 
 if TYPE_CHECKING:
     from sglang_fl.config import Settings
 
 logger = logging.getLogger(__name__)
 _loaded_pid: int | None = None
-
-
-@contextlib.contextmanager
-def fatal_errors() -> Iterator[None]:
-    try:
-        yield
-    except SglangFLError as exc:
-        message = f"sglang-fl: {exc}"
-        logger.error(message)
-        print(message, file=sys.stderr, flush=True)
-        raise SystemExit(2) from exc
 
 
 def activate_platform() -> str | None:
@@ -49,13 +35,15 @@ def activate_platform() -> str | None:
 
 
 def load_plugin() -> None:
-    """Validate the configuration and install Layers 1-3 in this process (idempotent)."""
+    """Validate the configuration and install Layers 1-3, then the PyTorch routes the platform
+    declares (``fl_torch_routes``), in this process (idempotent)."""
     global _loaded_pid
     if _loaded_pid == os.getpid():
         return
     _loaded_pid = os.getpid()
     from sglang_fl.aten import install_layer1
     from sglang_fl.bundles import discover_bundles
+    from sglang_fl.compat import torch_routes
     from sglang_fl.dispatch.oot import install_layer2
     from sglang_fl.distributed import layer3
     from sglang_fl.logs import configure_logging
@@ -84,6 +72,7 @@ def load_plugin() -> None:
             return
         layer3.install(settings, platform.device_type)
         install_layer2(settings, platform.get_dispatch_key_name())
+        torch_routes.install(platform.fl_torch_routes, settings.platform)
         if settings.aten_trace is not None:  # `sglang-fl bench aten`'s trace run
             from sglang_fl.aten_trace import start
 

@@ -1,7 +1,6 @@
 """SGLang's distributed pieces that Layer 3 and the communication benchmark touch.
 
-The hook registry (``sglang.srt.plugins.hook_registry``, unchanged 0.5.15-0.5.23), the
-``GroupCoordinator`` constructor flags that create NCCL/CUDA-IPC communicators (renamed over
+The ``GroupCoordinator`` constructor flags that create NCCL/CUDA-IPC communicators (renamed over
 the releases), and building SGLang's tensor-parallel groups outside a server (0.5.15 takes the
 widths as arguments; 0.5.18+ reads them from a published runtime context).
 """
@@ -11,14 +10,6 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from typing import Any
-
-
-def hook_registry() -> tuple[type, type]:
-    """SGLang's ``(HookRegistry, HookType)``."""
-    from sglang.srt.plugins.hook_registry import HookRegistry, HookType
-
-    return HookRegistry, HookType
-
 
 GROUP_COORDINATOR = "sglang.srt.distributed.parallel_state.GroupCoordinator"
 

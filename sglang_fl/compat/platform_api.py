@@ -13,9 +13,10 @@ installed release reads, and defines no other:
   means SGLang's in-tree class.
 - 0.5.15-0.5.21 (:class:`LegacyHooks`): ``support_cuda_graph()``,
   ``support_piecewise_cuda_graph()``, ``supports_fp8()``, ``get_{mha,mla,dsa}_kv_pool_cls()``
-  and factories that must return a class (SGLang's in-tree ones are supplied here). Defining
-  these on 0.5.22+ would earn a deprecation warning (the KV-pool hooks) or be ignored (the
-  rest).
+  and factories that must return a class (SGLang's in-tree ones are supplied here; its MLA
+  pool through :func:`legacy_mla_kv_pool`, as these releases build an out-of-tree MLA pool
+  with an argument SGLang's own does not take). Defining these on 0.5.22+ would earn a
+  deprecation warning (the KV-pool hooks) or be ignored (the rest).
 
 The release is told apart by its API (is there a ``PlatformCapabilities``?), not by number.
 This module imports SGLang only when asked about the installed release, so the platform
@@ -25,6 +26,8 @@ contract can be checked against a synthetic API without SGLang.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import inspect
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -96,6 +99,28 @@ def in_tree_kv_pool(kind: KVPoolKind) -> type:
     }[kind]
 
 
+@functools.cache
+def legacy_mla_kv_pool() -> type:
+    """SGLang's MLA KV pool as releases before 0.5.22 build one for an out-of-tree platform.
+
+    They pass ``index_head_dim`` (the DSA indexer's width; None on this path, which serves MLA
+    models without DSA) to the platform's MLA pool class, an argument only the NPU pool takes:
+    SGLang's own ``MLATokenToKVPool`` raises a TypeError, so DeepSeek-V2 could not start on
+    0.5.15-0.5.21. This subclass takes the argument and builds SGLang's pool without it.
+    """
+    pool = in_tree_kv_pool("mla")
+    if "index_head_dim" in inspect.signature(pool.__init__).parameters:
+        return pool
+
+    class OutOfTreeMLATokenToKVPool(pool):
+        """SGLang's ``MLATokenToKVPool``, taking the out-of-tree builder's ``index_head_dim``."""
+
+        def __init__(self, *args: Any, index_head_dim: int | None = None, **kwargs: Any):
+            super().__init__(*args, **kwargs)
+
+    return OutOfTreeMLATokenToKVPool
+
+
 def in_tree_allocator_factory() -> Callable[..., object]:
     """What releases before 0.5.22 need from an OOT platform's ``get_paged_allocator_cls()``:
     called as ``(size, page_size=, dtype=, device=, kvcache=, need_sort=)``; page size 1
@@ -157,7 +182,7 @@ class LegacyHooks:
         return self.fl_kv_pool_cls("mha") or in_tree_kv_pool("mha")
 
     def get_mla_kv_pool_cls(self) -> type:
-        return self.fl_kv_pool_cls("mla") or in_tree_kv_pool("mla")
+        return self.fl_kv_pool_cls("mla") or legacy_mla_kv_pool()
 
     def get_dsa_kv_pool_cls(self) -> type:
         return self.fl_kv_pool_cls("dsa") or in_tree_kv_pool("dsa")

@@ -17,7 +17,10 @@ DESCRIPTION = """\
 Check a platform bundle on this machine: every op of its vendor backend against the reference
 backend (dtypes, shapes incl. 1 token, odd sizes, strided inputs, residual and in-place
 semantics, rotary modes), then two real SGLang runs through the plugin: the dispatch log under
-`prefer: vendor` and greedy ids against the reference backend. Exit code 0: all passed."""
+`prefer: vendor` and greedy ids against the reference backend. With --zoo, tiny checkpoints of
+the architectures SGLang serves (sglang_fl.models.zoo) are served too, each against HF
+transformers' greedy ids: which architectures this platform serves. Exit code 0: all passed
+(an architecture sglang-fl refuses at startup is reported, not failed)."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -51,8 +54,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--model-path", type=Path, help="model of the SGLang runs (default: the embedded model)"
     )
     parser.add_argument("--dtype", default="float32", help="model dtype of the SGLang runs")
+    parser.add_argument(
+        "--zoo",
+        nargs="?",
+        const="default",
+        type=_zoo_models,
+        default=(),
+        metavar="MODELS",
+        help="also serve zoo models (fp32, ~30 s each): alone, a default few (one per kind of "
+        "SGLang path a device may lack); 'all'; or a comma list of names",
+    )
     add_json_options(parser, "the full report (every case)")
     parser.set_defaults(handler=cmd_conformance)
+
+
+def _zoo_models(value: str) -> tuple[str, ...]:
+    from sglang_fl.conformance.zoo import zoo_models
+    from sglang_fl.errors import ConfigError
+
+    try:
+        return zoo_models(value)
+    except ConfigError as exc:  # argparse shows only its own type errors' messages
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--zoo: ")) from exc
 
 
 def cmd_conformance(args: argparse.Namespace) -> int:
@@ -66,6 +89,7 @@ def cmd_conformance(args: argparse.Namespace) -> int:
         ops_only=args.ops_only,
         model_path=args.model_path,
         dtype=args.dtype,
+        zoo=args.zoo,
     )
     report = run_suite(options)
     if not emit_json(args, report.to_json()):

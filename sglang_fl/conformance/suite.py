@@ -21,6 +21,7 @@ class Options:
     ops_only: bool = False
     model_path: Path | None = None  # None: the embedded model
     dtype: str = "float32"
+    zoo: tuple[str, ...] = ()  # zoo models to serve (sglang_fl.conformance.zoo); () = none
 
 
 def select_bundle(name: str | None) -> PlatformBundle:
@@ -48,6 +49,10 @@ def run_suite(options: Options) -> Report:
         report.extend(
             serving_checks(bundle, _model(options), options.dtype, options.quick, Path(tmp))
         )
+        if options.zoo:
+            from sglang_fl.conformance.zoo import zoo_checks
+
+            report.extend(zoo_checks(bundle, options.zoo, Path(tmp)))
     return report
 
 

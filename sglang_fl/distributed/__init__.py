@@ -8,5 +8,5 @@
 - ``flagcx_communicator``: FlagCX collectives for one group, on top of that binding.
 - ``flagcx_process_group``: that communicator as a torch.distributed backend.
 - ``varsized``: SGLang's variable-size collectives where SGLang has no PyNccl.
-- ``sglang_hooks``: every SGLang hook sglang-fl installs.
+- ``sglang_hooks``: every SGLang hook Layer 3 installs.
 """

@@ -1,37 +1,33 @@
-"""Every SGLang hook sglang-fl installs, in one module.
+"""Every SGLang hook Layer 3 installs, in one module.
 
 sglang-fl prefers SGLang's declared mechanisms: the platform's torch distributed backend string
 selects the communication library, and ``apply_server_args_defaults`` switches off SGLang's
 NCCL-only accelerations for FlagCX. A hook exists only where SGLang offers no mechanism in the
 supported releases (0.5.15-0.5.23); each one below says what it does and which releases need it.
 
-Hooks are registered with SGLang's ``HookRegistry`` during ``load_plugin``; SGLang applies them
-when ``load_plugins()`` returns, in every process, before any process group is created.
-``HookRegistry.apply_hooks`` only logs a target it cannot resolve, so every target is resolved
-here at registration and a missing one is an error instead of a silently absent hook.
+Hooks are registered with SGLang's ``HookRegistry`` during ``load_plugin``
+(:func:`sglang_fl.compat.hooks.register_hook`: each target resolved at registration, a missing
+one an error); SGLang applies them when ``load_plugins()`` returns, in every process, before any
+process group is created. The hooks a platform bundle declares to route Triton-only paths to
+PyTorch are in :mod:`sglang_fl.compat.torch_routes`.
 """
 
 from __future__ import annotations
 
 import inspect
-import logging
-import pkgutil
 from collections.abc import Callable
 from typing import Any
 
 from sglang_fl.compat import distributed as sglang_distributed
-from sglang_fl.compat.versions import SUPPORTED_RANGE
-from sglang_fl.errors import UnsupportedSGLangError
+from sglang_fl.compat.hooks import HookKind, register_hook, resolve
 
-logger = logging.getLogger(__name__)
-
-_registered: set[str] = set()
+OWNER = "Layer 3"
 
 
 def install_flagcx_hooks() -> None:
     """Hooks for ``SGLANG_FL_DIST_BACKEND=flagcx``."""
     init_target = f"{sglang_distributed.GROUP_COORDINATOR}.__init__"
-    original_init = _resolve(init_target)
+    original_init = resolve(init_target, OWNER)
     flags = sglang_distributed.nccl_communicator_flags(original_init)
     signature = inspect.signature(original_init)
 
@@ -78,22 +74,5 @@ def _has_pynccl(group: Any) -> bool:
     return comm is not None and getattr(comm, "available", False)
 
 
-def _resolve(target: str) -> Any:
-    try:
-        return pkgutil.resolve_name(target)
-    except (ImportError, AttributeError) as exc:
-        raise UnsupportedSGLangError(
-            f"sglang-fl Layer 3 hooks {target}, which this SGLang does not have ({exc}); "
-            f"sglang-fl supports sglang {SUPPORTED_RANGE}"
-        ) from exc
-
-
-def _register(target: str, hook: Callable, kind: str) -> None:
-    """Register once per process (``load_plugin`` may be re-entered by tests)."""
-    if target in _registered:
-        return
-    _resolve(target)
-    registry, hook_type = sglang_distributed.hook_registry()
-    registry.register(target, hook, getattr(hook_type, kind))
-    _registered.add(target)
-    logger.debug("Layer 3: %s hook registered on %s", kind, target)
+def _register(target: str, hook: Callable, kind: HookKind) -> None:
+    register_hook(target, hook, kind, owner=OWNER)

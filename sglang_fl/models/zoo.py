@@ -710,3 +710,42 @@ _LAYOUTS: dict[str, Callable[[dict[str, Any], Parts], Layout]] = {
     "decoder": _decoder_layout,
     "gpt2": _gpt2_layout,
 }
+
+
+def prompt_ids() -> list[list[int]]:
+    """:data:`PROMPTS` as token ids (every zoo model shares the embedded model's tokenizer)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(embedded.ensure_embedded_model())
+    return [tokenizer.encode(text) for text in PROMPTS]
+
+
+def hf_greedy(
+    model_dir: Path,
+    prompts: list[list[int]],
+    max_new: int,
+    attn_implementation: str | None = "eager",
+    **config: object,
+) -> list[list[int]]:
+    """The reference for zoo comparisons: greedy continuation with HF transformers in fp32 on
+    the CPU, one full forward per step (no KV cache).
+
+    ``attn_implementation``: HF's attention kernel (``eager``, the default, is the reference
+    math: its SDPA path skips e.g. Gemma 2's attention softcapping); None: HF's default.
+    ``config``: changes to the model's config (e.g. ``sliding_window=None``).
+    """
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    kwargs = {"attn_implementation": attn_implementation} if attn_implementation else {}
+    kwargs.update(config)
+    hf = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32, **kwargs).eval()
+    results = []
+    with torch.no_grad():
+        for prompt in prompts:
+            ids = list(prompt)
+            for _ in range(max_new):
+                logits = hf(torch.tensor([ids])).logits[0, -1]
+                ids.append(int(logits.argmax()))
+            results.append(ids[len(prompt) :])
+    return results

@@ -25,6 +25,7 @@ import torch
 from flagcx_double import MULTIPROCESS_ENV, Double
 
 from sglang_fl.compat import distributed as sglang_distributed
+from sglang_fl.compat.hooks import hook_registry
 from sglang_fl.config import load_settings
 from sglang_fl.distributed import layer3
 from sglang_fl.distributed.flagcx_process_group import FlagCXProcessGroup
@@ -37,7 +38,7 @@ def _start(rank: int, store: str, **changes):
     """Layer 3 as load_plugin installs it, SGLang's hooks applied, TP groups built."""
     settings = dataclasses.replace(load_settings(env={}), **changes)
     layer3.install(settings, "cpu")
-    registry, _ = sglang_distributed.hook_registry()
+    registry, _ = hook_registry()
     registry.apply_hooks()
     return sglang_distributed.init_tensor_parallel(
         world_size=WORLD, rank=rank, init_method=f"file://{store}",

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from sglang_fl.config import without_steering
+from sglang_fl.models.zoo import hf_greedy  # noqa: F401  (the tests' HF reference)
 
 # The same runner the conformance suite uses: one Engine per process, a RESULT line on stdout.
 RUNNER = ("-m", "sglang_fl.conformance.engine")
@@ -35,27 +36,6 @@ def run_engine(model: Path, prompts: list[list[int]], max_new: int, env: dict[st
         if line.startswith("RESULT ") and proc.returncode == 0:
             return json.loads(line[len("RESULT ") :]), output
     return None, output
-
-
-def hf_greedy(model: Path, prompts: list[list[int]], max_new: int,
-              attn_implementation: str | None = None) -> list[list[int]]:  # fmt: skip
-    """Greedy continuation with HF transformers in fp32, one full forward per step (no cache).
-    ``attn_implementation``: HF's attention kernel (``eager`` is the reference math: its SDPA
-    path skips e.g. Gemma 2's attention softcapping); None: HF's default."""
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    kwargs = {"attn_implementation": attn_implementation} if attn_implementation else {}
-    hf = AutoModelForCausalLM.from_pretrained(model, dtype=torch.float32, **kwargs).eval()
-    results = []
-    with torch.no_grad():
-        for prompt in prompts:
-            ids = list(prompt)
-            for _ in range(max_new):
-                logits = hf(torch.tensor([ids])).logits[0, -1]
-                ids.append(int(logits.argmax()))
-            results.append(ids[len(prompt) :])
-    return results
 
 
 def dispatch_lines(path: Path) -> set[str]:

@@ -3,7 +3,16 @@ engine runs here (the audit itself is run by hand, one SGLang release per enviro
 
 from __future__ import annotations
 
-from zoo_audit import REPORT_LINE, Crash, Run, _detail, _off_verdict, first_diff, parse_crash
+from zoo_audit import (
+    REFUSAL,
+    REPORT_LINE,
+    Crash,
+    Run,
+    _detail,
+    _off_verdict,
+    first_diff,
+    parse_crash,
+)
 
 SCHEDULER_FAILURE = """\
 [2026-12-07 19:40:01] Scheduler hit an exception: Traceback (most recent call last):
@@ -87,3 +96,17 @@ def test_detail_names_a_fallback_class_and_the_crash_site() -> None:
         "SGLang built TransformersForCausalLM; `ValueError: bad \\| style` at `a.py:1 in f`; "
         "Layer 2 off: crashes the same way"
     )
+
+
+def test_a_startup_refusal_is_recognised_and_shown() -> None:
+    line = (
+        "DeepseekV2ForCausalLM cannot be served with sglang 0.5.15 here: SGLang's model module "
+        "sglang.srt.models.deepseek_v2 imports 'cutlass' (the CUDA-only CUTLASS DSL, "
+        "nvidia-cutlass-dsl), which is not installed"
+    )
+    output = f"[2026-12-07 21:00:00] ERROR sglang_fl: sglang-fl: {line}\nsglang-fl: {line}\n"
+    match = REFUSAL.search(output)
+    assert match is not None and match["reason"] == line
+    assert REFUSAL.search("sglang-fl: SGLANG_FL_PLATFORM: invalid value 'x'\n") is None
+    finding = {"architecture": "DeepseekV2ForCausalLM", "plugin": {"refusal": line}}
+    assert _detail(finding) == f"refused at startup: `{line}`"

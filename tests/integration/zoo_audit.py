@@ -11,7 +11,9 @@ per step). Each model gets one of:
   (``SGLANG_FL_OOT_ENABLED=0``): if SGLang's own path differs from HF the same way, SGLang's
   math differs from HF's; if it matches HF, sglang-fl's dispatch is at fault;
 - ``crash``: the exception and the SGLang frames it came through (``file:line in function``),
-  plus whether SGLang's own path (Layer 2 off) crashes the same way.
+  plus whether SGLang's own path (Layer 2 off) crashes the same way;
+- ``refused``: sglang-fl refused the architecture at startup, before anything loaded (its
+  one line names the architecture and what is missing).
 
 Also recorded: the fused-op classes the model reaches and which of them stay on SGLang's own
 path (sglang-fl's "Layer 2: <Model> reaches the fused ops ..." line; releases before 0.5.22
@@ -48,6 +50,7 @@ from integration_helpers import (
 )
 from zoo_report_plugin import install_report_plugin
 
+from sglang_fl.conformance.zoo import REFUSAL  # sglang-fl's startup refusal of a model
 from sglang_fl.models import zoo
 
 ENGINE_TIMEOUT = 600.0
@@ -81,6 +84,7 @@ class Run:
     own_path: list[str] = field(default_factory=list)
     dispatch: list[str] = field(default_factory=list)
     crash: Crash | None = None
+    refusal: str = ""  # sglang-fl's startup refusal, if it refused the model
     seconds: float = 0.0
 
 
@@ -172,7 +176,10 @@ def _serve_once(model_dir: Path, prompts: list[list[int]], env_extra: dict[str, 
     if report:
         run.sglang_model = report["model"]
         run.reached, run.own_path = _names(report["reached"]), _names(report["own"])
-    if run.ids is None:
+    refusal = REFUSAL.search(output)
+    if run.ids is None and refusal:
+        run.refusal = refusal["reason"]
+    elif run.ids is None:
         run.crash = parse_crash(output) or Crash(exception=_last_line(output))
     return run
 
@@ -209,6 +216,9 @@ def audit_model(name: str, sglang_version: str) -> Finding:
     finding = Finding(name, arch, sglang_version, "ok", plugin=plugin)
     if plugin.sglang_model != arch:
         finding.import_error = model_import_error(arch)
+    if plugin.refusal:
+        finding.status = "refused"  # at startup, whatever Layer 2 does: nothing more to run
+        return finding
     if plugin.ids is None:
         finding.status = "crash"
     elif plugin.ids != expected:
@@ -289,6 +299,8 @@ def _detail(f: dict[str, Any]) -> str:
         error = f["import_error"]
         parts.append(f"its module fails to import: `{error['exception'][:120]}` "
                      f"(via `{' → '.join(error['sglang_frames'][-3:])}`)")  # fmt: skip
+    if plugin.get("refusal"):
+        parts.append(f"refused at startup: `{plugin['refusal']}`")
     crash = plugin.get("crash")
     if crash:
         where = crash["sglang_frames"][-1] if crash["sglang_frames"] else crash["innermost"]

@@ -1,6 +1,7 @@
 """SGLang platform class for the CPU-reference bundle: SGLang on plain PyTorch, no Triton
-kernels, no graph capture, SGLang's own KV pools and allocators (every ``fl_`` declaration
-at FLPlatform's default)."""
+kernels, no graph capture, SGLang's own KV pools and allocators (those ``fl_`` declarations at
+FLPlatform's default), and PyTorch routes for the Triton-only SGLang paths its models reach
+(``fl_torch_routes``)."""
 
 from __future__ import annotations
 
@@ -26,6 +27,13 @@ class CpuPlatform(FLPlatform):
         # KV cache share of *host* memory; SGLang's GPU-sized default would take most of RAM.
         "mem_fraction_static": 0.05,
     }
+    # SGLang takes these paths to Triton (or a CUDA-only choice) unless its in-tree _is_cpu is
+    # set; sglang_fl.compat.torch_routes routes each to PyTorch (docs/zoo.md: which models).
+    fl_torch_routes: ClassVar[frozenset[str]] = frozenset({
+        "final_logit_softcap",      # Gemma 2's final logit softcapping (Triton kernel)
+        "attention_logit_softcap",  # Gemma 2's attention softcapping (torch_native ignores it)
+        "mla_forward_method",       # DeepSeek MLA's prefill on torch_native (Triton's MHA choice)
+    })  # fmt: skip
 
     def get_device(self, local_rank: int | None = None) -> str:
         # SGLang splits this string on ":"; torch.device objects break it.

@@ -43,6 +43,16 @@ class TemplatePlatform(FLPlatform):
         "sampling_backend": "pytorch",
         "mem_fraction_static": 0.05,  # of host memory, here: SGLang's GPU default takes most
     }
+    # PyTorch routes for SGLang paths that launch Triton (or take a CUDA-only choice) where
+    # SGLang does not know the device: sglang_fl/compat/torch_routes.py describes each, and
+    # `sglang-fl conformance --zoo all` shows which architectures need which. As shipped the
+    # device has no Triton, like the CPU platform. VENDOR: with Triton on your device, drop
+    # final_logit_softcap; with an attention backend of your own, the two attention routes.
+    fl_torch_routes: ClassVar[frozenset[str]] = frozenset({
+        "final_logit_softcap",      # Gemma 2's final logit softcapping (a Triton kernel)
+        "attention_logit_softcap",  # Gemma 2's attention softcap (torch_native ignores it)
+        "mla_forward_method",       # DeepSeek MLA's prefill on torch_native
+    })  # fmt: skip
 
     def get_device(self, local_rank: int | None = None) -> str:
         # A string (SGLang splits it on ":"). VENDOR: f"{DEVICE_TYPE}:{local_rank}" when given.

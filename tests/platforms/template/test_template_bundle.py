@@ -155,8 +155,10 @@ def test_passes_the_op_conformance_on_cpu(site, tmp_path):
 @pytest.mark.sglang
 @pytest.mark.slow
 def test_passes_the_whole_conformance_with_real_sglang(site, tmp_path):
+    """Including the zoo check on the models that need the template's PyTorch routes (a
+    device without Triton): Gemma 2's softcaps, DeepSeek-V2's MLA (refused on 0.5.15)."""
     path = tmp_path / "template.json"
-    proc = conformance(site, path, "--quick", timeout=1800)
+    proc = conformance(site, path, "--quick", "--zoo", "gemma2,deepseek-v2", timeout=1800)
     assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
     checks = {c["name"]: c for c in json.loads(path.read_text())["checks"]}
     for cls in CLASSES:
@@ -168,3 +170,15 @@ def test_passes_the_whole_conformance_with_real_sglang(site, tmp_path):
     contract = checks["platform class vs SGLang's platform API"]
     assert contract["status"] == "pass", contract["detail"]
     assert contract["detail"].startswith("sglang_fl_template.platform.TemplatePlatform fits sglang")
+    gemma2 = checks["gemma2"]
+    assert (gemma2["part"], gemma2["status"]) == ("zoo", "pass"), gemma2["detail"]
+    assert gemma2["detail"].startswith("greedy ids equal HF transformers'")
+    assert "GeluAndMul vendor.template" in gemma2["detail"]
+    deepseek = checks["deepseek-v2"]
+    from sglang_fl.compat.versions import release, sglang_version
+
+    if str(release(sglang_version())) == "0.5.15":
+        assert deepseek["status"] == "refused"
+        assert "imports 'cutlass'" in deepseek["detail"]
+    else:
+        assert deepseek["status"] == "pass", deepseek["detail"]
