@@ -16,7 +16,11 @@ import sys
 from pathlib import Path
 
 import pytest
-import tomllib
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # the test extra installs it
+    import tomli as tomllib
 
 from sglang_fl.ops.catalog import OP_NAMES
 
