@@ -222,7 +222,7 @@ def check_contract(context: Context) -> list[Check]:
     fix = (f"install a tested SGLang release ({', '.join(TESTED)}); on a tested one this is a "
            "bug of the bundle: report it")  # fmt: skip
     if context.platform_error is not None:
-        return [Check("platform contract", Status.ERROR, context.platform_error, fix)]
+        return [Check("platform_contract", Status.ERROR, context.platform_error, fix)]
     if context.platform_class is None:
         return []
     from sglang_fl.compat.platform_contract import ReleaseAPI, check_platform
@@ -230,8 +230,8 @@ def check_contract(context: Context) -> list[Check]:
     report = check_platform(context.platform_class, ReleaseAPI.installed())
     if report.ok:
         detail = f"{report.platform} fits sglang {report.sglang}'s platform API"
-        return [Check("platform contract", Status.OK, detail)]
-    return [Check("platform contract", Status.ERROR, report.summary(), fix)]
+        return [Check("platform_contract", Status.OK, detail)]
+    return [Check("platform_contract", Status.ERROR, report.summary(), fix)]
 
 
 def _capabilities(context: Context) -> Capabilities | None:
@@ -399,12 +399,13 @@ def check_flaggems(context: Context) -> list[Check]:
     settings = context.settings
     if settings is None:
         return []
-    from sglang_fl.config import ENV
+    from sglang_fl.config import ENV, SourceKind
     from sglang_fl.flaggems import flaggems_import_error
 
-    switch = f"{ENV['use_flaggems']}: {settings.sources['use_flaggems']}"
+    variable = ENV["use_flaggems"]
     if not settings.use_flaggems:
-        return [Check("flaggems", Status.OK, f"Layer 1 off by {switch}: FlagGems not needed")]
+        return [Check("flaggems", Status.OK, f"Layer 1 off ({variable}=0): FlagGems not needed")]
+    switch = "set" if settings.sources["use_flaggems"].kind is SourceKind.ENV else "default"
     if settings.flagos_whitelist == ():
         source = settings.sources["flagos_whitelist"]
         detail = f"Layer 1 replaces no ATen op: the whitelist ({source}) is empty"
@@ -415,13 +416,13 @@ def check_flaggems(context: Context) -> list[Check]:
 
         version = getattr(flag_gems, "__version__", "unknown version")
         return [Check("flaggems", Status.OK, f"flag_gems {version}: Layer 1 replaces ATen ops")]
-    detail = f"Layer 1 on ({switch}) but inactive: {error}"
+    detail = f"Layer 1 on ({variable} {switch}) but inactive: {error}"
     capabilities = _capabilities(context)
     if capabilities is not None and not capabilities.supports_triton:
         detail += f" (FlagGems runs on Triton; platform {settings.platform} declares none)"
-        fix = f"set {ENV['use_flaggems']}=0 (Layer 1 cannot run on this platform)"
+        fix = f"set {variable}=0 (Layer 1 cannot run on this platform)"
         return [Check("flaggems", Status.WARNING, detail, fix)]
-    fix = f"install FlagGems (flag_gems) for this device, or set {ENV['use_flaggems']}=0"
+    fix = f"install FlagGems (flag_gems) for this device, or set {variable}=0"
     return [Check("flaggems", Status.ERROR, detail, fix)]
 
 
@@ -456,24 +457,24 @@ def check_vendor_backend(context: Context) -> list[Check]:
     bundle = discover_bundles()[settings.platform]
     if bundle.backend_factory is None:
         detail = f"bundle {bundle.name} ships no vendor backend (ops use flagos or reference)"
-        return [Check("vendor backend", Status.OK, detail)]
+        return [Check("vendor_backend", Status.OK, detail)]
     backend = bundle.load_backend()
     availability = backend.availability()
     if availability.ok:
-        return [Check("vendor backend", Status.OK, f"{backend.impl_id} available")]
+        return [Check("vendor_backend", Status.OK, f"{backend.impl_id} available")]
     detail = f"{backend.impl_id} unavailable: {availability.reason}"
     fix = "see the reason; `sglang-fl ops` shows what each op falls back to"
-    return [Check("vendor backend", Status.WARNING, detail, fix)]
+    return [Check("vendor_backend", Status.WARNING, detail, fix)]
 
 
 # The checks after config and SGLang, in report order: (row name if it raises, check).
 LATER_CHECKS: tuple[tuple[str, Callable[[Context], list[Check]]], ...] = (
-    ("platform contract", check_contract),
+    ("platform_contract", check_contract),
     ("bundles", check_bundles),
     ("torch", check_torch),
     ("torch_npu", check_torch_npu),
     ("triton", check_triton),
     ("flaggems", check_flaggems),
     ("flagcx", check_flagcx),
-    ("vendor backend", check_vendor_backend),
+    ("vendor_backend", check_vendor_backend),
 )
