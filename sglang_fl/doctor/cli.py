@@ -6,11 +6,17 @@ runs it alone (``python -m sglang_fl.doctor``). Like every command it takes ``--
 from __future__ import annotations
 
 import argparse
+import textwrap
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from sglang_fl.cli_common import add_json_options, emit_json, parse, print_table, run_command
+from sglang_fl.cli_common import add_json_options, emit_json, parse, run_command
+
+if TYPE_CHECKING:
+    from sglang_fl.doctor.checks import Report
 
 PROG = "sglang-fl doctor"
+STATUS_WIDTH = len("warning")
 HELP = "check that SGLang, torch, Triton, FlagGems, FlagCX, the bundles and the config fit"
 DESCRIPTION = """\
 Check this machine without loading a model: the effective config, the SGLang release against
@@ -45,7 +51,19 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     status = 0 if report.ok else 1
     if emit_json(args, report.to_json()):
         return status
-    rows = [(c.name, c.status.value, c.detail, c.fix or "-") for c in report.checks]
-    print_table(("check", "status", "detail", "fix"), rows)
-    print(f"\n{report.summary()}")
+    print_checks(report)
     return status
+
+
+def print_checks(report: Report, width: int = 100) -> None:
+    """One entry per check: status, name and detail, then the fix on its own line, wrapped to
+    ``width`` (details name paths and versions: a table of them would be hundreds wide)."""
+    name_width = max((len(check.name) for check in report.checks), default=0)
+    indent = " " * (STATUS_WIDTH + 2 + name_width + 2)
+    for check in report.checks:
+        head = f"{check.status.value:<{STATUS_WIDTH}}  {check.name:<{name_width}}  "
+        print(textwrap.fill(check.detail, width, initial_indent=head, subsequent_indent=indent))
+        if check.fix:
+            print(textwrap.fill(f"fix: {check.fix}", width, initial_indent=indent,
+                                subsequent_indent=indent + "     "))  # fmt: skip
+    print(f"\n{report.summary()}")
