@@ -47,6 +47,8 @@ class PlatformBundle:
     vendor:          name of the vendor backend it ships (impl id ``vendor.<vendor>``), if any.
     backend_factory: ``module:attr`` of a zero-argument callable returning that
                      :class:`~sglang_fl.dispatch.backend.Backend`; imported only when needed.
+    probe:           when ``detect`` is true, in words (``sglang-fl doctor`` shows it next to
+                     the result, so a user sees why a bundle does or does not apply).
     """
 
     name: str
@@ -58,6 +60,7 @@ class PlatformBundle:
     aliases: tuple[str, ...] = ()
     vendor: str | None = None
     backend_factory: str | None = None
+    probe: str = ""
 
     def __post_init__(self) -> None:
         unknown = [b for b in self.dist_backends if b not in DIST_BACKENDS]

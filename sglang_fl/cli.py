@@ -11,11 +11,13 @@ sglang-fl bench e2e              SGLang without vs with the plugin, end to end (
 sglang-fl bench aten             measure the default set of ATen ops FlagGems replaces (GPU)
 sglang-fl bench comm             all-reduce bus bandwidth: SGLang's TP group vs torch.distributed
 sglang-fl conformance            check the platform's vendor backend and a real SGLang run
+sglang-fl doctor                 check, without loading a model, that SGLang, torch, Triton,
+                                 FlagGems, FlagCX, the bundles and the config fit together
 
 Every command that reports takes ``--json`` (the report as one JSON object on stdout instead of
 the table) and ``--json-file PATH`` (also write it to PATH). This module adds its own four
-commands; ``sglang_fl.bench.cli`` and ``sglang_fl.conformance.cli`` add theirs
-(``register``), and ``sglang_fl.cli_common`` holds what they share.
+commands; ``sglang_fl.bench.cli``, ``sglang_fl.conformance.cli`` and ``sglang_fl.doctor.cli``
+add theirs (``register``), and ``sglang_fl.cli_common`` holds what they share.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from typing import Any
 from sglang_fl.bench import cli as bench_cli
 from sglang_fl.cli_common import add_json_options, emit_json, parse, print_table, run_command
 from sglang_fl.conformance import cli as conformance_cli
+from sglang_fl.doctor import cli as doctor_cli
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -57,6 +60,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.set_defaults(handler=cmd_serve)
     bench_cli.register(sub)
     conformance_cli.register(sub)
+    doctor_cli.register(sub)
     return parser
 
 

@@ -43,7 +43,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
                        "sglang_fl.backends", "sglang_fl.distributed")),
     ("platform_base", ("sglang_fl.platform_base",)),
     ("plugin", ("sglang_fl.plugin",)),
-    ("commands", ("sglang_fl.cli_common", "sglang_fl.bench", "sglang_fl.conformance")),
+    ("commands", ("sglang_fl.cli_common", "sglang_fl.bench", "sglang_fl.conformance",
+                  "sglang_fl.doctor")),
     ("cli", ("sglang_fl.cli",)),
 )  # fmt: skip
 

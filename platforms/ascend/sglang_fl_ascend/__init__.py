@@ -39,4 +39,5 @@ BUNDLE = PlatformBundle(
     config_file=Path(__file__).with_name("ascend.yaml"),
     detect=detect,
     detect_priority=100,
+    probe="torch_npu imports and torch.npu.is_available()",
 )

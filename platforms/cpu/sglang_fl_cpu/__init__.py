@@ -23,5 +23,6 @@ BUNDLE = PlatformBundle(
     config_file=Path(__file__).with_name("cpu.yaml"),
     detect=_no_accelerator,
     detect_priority=-100,
+    probe="torch sees no accelerator (torch.accelerator.is_available() is False)",
     dist_backends=("gloo",),
 )

@@ -29,4 +29,5 @@ BUNDLE = PlatformBundle(
     config_file=Path(__file__).with_name("nvidia.yaml"),
     detect=detect,
     detect_priority=100,
+    probe="torch is a CUDA build (torch.version.cuda) and sees a GPU (torch.cuda.is_available())",
 )

@@ -58,6 +58,8 @@ BUNDLE = PlatformBundle(
     config_file=Path(__file__).with_name("template.yaml"),
     detect=detect,
     detect_priority=100,  # above the CPU fallback (-100) wherever detect() is true
+    # VENDOR: when detect() is true, in words (`sglang-fl doctor` prints "detected: no (when ...)")
+    probe="VENDOR_MODULE imports and torch.accelerator.current_accelerator().type is DEVICE_TYPE",
     # VENDOR: your collective library first (its default), e.g. ("hccl",) or ("nccl", "flagcx")
     dist_backends=("gloo",),
 )

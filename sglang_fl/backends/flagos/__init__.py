@@ -11,34 +11,51 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from sglang_fl.dispatch.backend import Availability, Backend, ImplKind, OpImpl
 
 
-@functools.cache
-def triton_unavailable_reason() -> str | None:
-    """None if Triton imports and has an active GPU backend here, else why not (checked once).
+@dataclass(frozen=True)
+class TritonBackends:
+    """Triton's backends in this process: those installed and those active (a device found for
+    them), or ``error``: why Triton could not say (not importable, a backend's probe raised)."""
 
-    Asks each installed Triton backend whether it is active (what Triton itself does before
-    its first launch) without creating its driver, so the check builds and loads nothing.
-    torch is imported first: the backends then ask torch for a device (the kernels run on torch
-    tensors), not the driver library directly.
-    """
+    installed: tuple[str, ...] = ()
+    active: tuple[str, ...] = ()
+    error: str | None = None
+
+
+@functools.cache
+def triton_backends() -> TritonBackends:
+    """Ask each installed Triton backend whether it is active (what Triton itself does before
+    its first launch) without creating its driver, so the check builds and loads nothing;
+    checked once. torch is imported first: the backends then ask torch for a device (the
+    kernels run on torch tensors), not the driver library directly."""
     import torch  # noqa: F401
 
     try:
         from triton.backends import backends
     except Exception as exc:
-        return f"Triton cannot be imported: {type(exc).__name__}: {exc}"
-    installed = sorted(backends)
+        return TritonBackends(error=f"Triton cannot be imported: {type(exc).__name__}: {exc}")
+    installed = tuple(sorted(backends))
     try:
-        active = [name for name in installed if backends[name].driver.is_active()]
+        active = tuple(name for name in installed if backends[name].driver.is_active())
     except Exception as exc:
-        return f"Triton cannot query its backends: {type(exc).__name__}: {exc}"
-    if not active:
+        error = f"Triton cannot query its backends: {type(exc).__name__}: {exc}"
+        return TritonBackends(installed, error=error)
+    return TritonBackends(installed, active)
+
+
+def triton_unavailable_reason() -> str | None:
+    """None if Triton imports and has an active GPU backend here, else why not."""
+    state = triton_backends()
+    if state.error is not None:
+        return state.error
+    if not state.active:
         return (
-            f"Triton has no active GPU backend here (installed: {', '.join(installed) or 'none'};"
-            " torch sees no device for any of them)"
+            f"Triton has no active GPU backend here (installed: "
+            f"{', '.join(state.installed) or 'none'}; torch sees no device for any of them)"
         )
     return None
 
