@@ -19,7 +19,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -170,7 +170,7 @@ def read_dispatch_log(path: Path) -> dict[str, set[str]]:
     return found
 
 
-def _failed_run(run: RunResult) -> str:
+def failed_run(run: RunResult) -> str:
     tail = run.output.strip().splitlines()[-6:]
     return f"the {run.spec.name} run did not complete: " + " | ".join(tail)
 
@@ -178,7 +178,7 @@ def _failed_run(run: RunResult) -> str:
 def _platform_check(run: RunResult, bundle: PlatformBundle) -> Check:
     name = f"{run.spec.name} run: platform class"
     if run.output_ids is None:
-        return Check("generate", name, Status.FAIL, _failed_run(run))
+        return Check("generate", name, Status.FAIL, failed_run(run))
     if run.platform != bundle.platform_class:
         return Check(
             "generate",
@@ -269,17 +269,30 @@ def _generation_check(first: RunResult, second: RunResult, max_new: int) -> Chec
             Status.FAIL,
             f"expected {max_new} new tokens per prompt, got lengths {sorted(lengths)}",
         )
-    for index, (a, b) in enumerate(zip(first.output_ids, second.output_ids, strict=True)):
-        if a != b:
-            at = next(i for i, (x, y) in enumerate(zip(a, b, strict=True)) if x != y)
-            return Check(
-                "generate",
-                name,
-                Status.FAIL,
-                f"prompt {index} differs from token {at} on: {a[at:]} vs {b[at:]}",
-            )
+    mismatch = first_mismatch(first.output_ids, second.output_ids)
+    if mismatch is not None:
+        index, at = mismatch
+        a, b = first.output_ids[index], second.output_ids[index]
+        return Check(
+            "generate",
+            name,
+            Status.FAIL,
+            f"prompt {index} differs from token {at} on: {a[at:]} vs {b[at:]}",
+        )
     count = len(first.output_ids)
     return Check("generate", name, Status.PASS, f"{count} prompts x {max_new} tokens")
+
+
+def first_mismatch(
+    got: Sequence[Sequence[int]], expected: Sequence[Sequence[int]]
+) -> tuple[int, int] | None:
+    """``(prompt, token)`` where two runs' greedy ids first differ (a run that ends early
+    differs at its end); None if they are equal. Both runs have the same number of prompts."""
+    for prompt, (a, b) in enumerate(zip(got, expected, strict=True)):
+        if a != b:
+            pairs = enumerate(zip(a, b, strict=False))
+            return prompt, next((i for i, (x, y) in pairs if x != y), min(len(a), len(b)))
+    return None
 
 
 def _show(dispatch: Mapping[str, set[str]]) -> str:

@@ -24,7 +24,13 @@ from pathlib import Path
 from sglang_fl.bundles import PlatformBundle
 from sglang_fl.config import ENV
 from sglang_fl.conformance.report import Check, Status
-from sglang_fl.conformance.serving import RunResult, RunSpec, run_engine
+from sglang_fl.conformance.serving import (
+    RunResult,
+    RunSpec,
+    failed_run,
+    first_mismatch,
+    run_engine,
+)
 from sglang_fl.errors import ConfigError, one_of
 
 # What `--zoo` alone checks: one model per kind of SGLang path a chip may lack (plain decoder,
@@ -61,21 +67,23 @@ def zoo_checks(bundle: PlatformBundle, names: Sequence[str], workdir: Path) -> l
 
     prompts = zoo.prompt_ids()
 
-    def serve(name: str, label: str, env: dict[str, str]) -> RunResult:
-        model, spec = zoo.ensure_zoo_model(name), RunSpec(f"zoo {name}{label}", None, env)
+    def serve(name: str, model: Path, label: str, env: dict[str, str]) -> RunResult:
+        spec = RunSpec(f"zoo {name}{label}", None, env)
         return run_engine(spec, bundle, model, prompts, zoo.GREEDY_STEPS, DTYPE, workdir)
 
     checks = []
     for name in names:
-        served = serve(name, "", {})
+        model = zoo.ensure_zoo_model(name)
+        served = serve(name, model, "", {})
         refusal = REFUSAL.search(served.output)
         if served.output_ids is None and refusal:
             checks.append(Check(PART, name, Status.REFUSED, f"refused at startup: {refusal[1]}"))
         elif served.output_ids is None:
-            checks.append(Check(PART, name, Status.FAIL, _tail(served)))
+            checks.append(Check(PART, name, Status.FAIL, failed_run(served)))
         else:
-            hf = zoo.hf_greedy(zoo.ensure_zoo_model(name), prompts, zoo.GREEDY_STEPS)
-            own_path = functools.partial(serve, name, " Layer 2 off", {ENV["oot_enabled"]: "0"})
+            hf = zoo.hf_greedy(model, prompts, zoo.GREEDY_STEPS)
+            layer2_off = {ENV["oot_enabled"]: "0"}
+            own_path = functools.partial(serve, name, model, " Layer 2 off", layer2_off)
             checks.append(_compare(name, served, hf, own_path))
     return checks
 
@@ -93,7 +101,7 @@ def _compare(
     own = own_path()
     if own.output_ids is None:
         return Check(PART, name, Status.FAIL, f"differs from HF at {diff}; SGLang's own path "
-                     f"(Layer 2 off) did not complete: {_tail(own)}")  # fmt: skip
+                     f"(Layer 2 off) did not complete: {failed_run(own)}")  # fmt: skip
     if own.output_ids == served.output_ids:
         return Check(PART, name, Status.PASS, "greedy ids equal SGLang's own path (Layer 2 "
                      f"off), whose math differs from HF's at {diff}" + ops)  # fmt: skip
@@ -104,16 +112,10 @@ def _compare(
 
 def first_difference(got: list[list[int]], expected: list[list[int]]) -> str | None:
     """Where two runs' greedy ids first differ (``prompt P token T: a vs b``); None if equal."""
-    for index, (a, b) in enumerate(zip(got, expected, strict=True)):
-        if a != b:
-            pairs = enumerate(zip(a, b, strict=False))
-            at = next((i for i, (x, y) in pairs if x != y), min(len(a), len(b)))
-            mine = a[at] if at < len(a) else "end"
-            theirs = b[at] if at < len(b) else "end"
-            return f"prompt {index} token {at}: {mine} vs {theirs}"
-    return None
-
-
-def _tail(run: RunResult) -> str:
-    lines = [line for line in run.output.strip().splitlines() if line.strip()]
-    return f"the {run.spec.name} run did not complete: " + " | ".join(lines[-4:])
+    mismatch = first_mismatch(got, expected)
+    if mismatch is None:
+        return None
+    index, at = mismatch
+    mine, theirs = got[index], expected[index]
+    shown = [ids[at] if at < len(ids) else "end" for ids in (mine, theirs)]
+    return f"prompt {index} token {at}: {shown[0]} vs {shown[1]}"

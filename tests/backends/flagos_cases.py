@@ -37,6 +37,13 @@ from sglang_fl.ops.params import (
     RotaryParams,
 )
 
+# The flagos activation kernel's ops, with SGLang's ``approximate`` where the op has one.
+ACTIVATIONS = (
+    ("gelu_and_mul", "none"),
+    ("gelu_and_mul", "tanh"),
+    ("new_gelu", "none"),
+    ("quick_gelu", "none"),
+)
 ULP = {torch.float32: 0.0, torch.bfloat16: 2.0**-7, torch.float16: 2.0**-10}
 ATOL = 1e-5
 MAX_DIFFERING = 0.01

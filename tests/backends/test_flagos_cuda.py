@@ -103,11 +103,7 @@ def test_rotary_positions_any_shape():
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("tokens", TOKENS)
-@pytest.mark.parametrize(
-    ("op", "approximate"),
-    [("gelu_and_mul", "none"), ("gelu_and_mul", "tanh"), ("new_gelu", "none"),
-     ("quick_gelu", "none")],
-)  # fmt: skip
+@pytest.mark.parametrize(("op", "approximate"), cases.ACTIVATIONS)
 @pytest.mark.parametrize(("d", "layout"), [(9216, "contiguous"), (4304, "strided"), (33, "3d")])
 def test_activation(dtype, tokens, op, approximate, d, layout):
     cases.check_activation("cuda", dtype, op, tokens, d, layout, approximate)

@@ -105,11 +105,7 @@ def test_rotary_positions_any_shape(interpreter):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize(
-    ("op", "approximate"),
-    [("gelu_and_mul", "none"), ("gelu_and_mul", "tanh"), ("new_gelu", "none"),
-     ("quick_gelu", "none")],
-)  # fmt: skip
+@pytest.mark.parametrize(("op", "approximate"), cases.ACTIVATIONS)
 @pytest.mark.parametrize(
     ("tokens", "d", "layout"),
     [(1, 1000, "contiguous"), (7, 33, "strided"), (6, 96, "3d"), (65, 100, "strided")],

@@ -50,6 +50,7 @@ from integration_helpers import (
 )
 from zoo_report_plugin import install_report_plugin
 
+from sglang_fl.conformance.serving import first_mismatch
 from sglang_fl.conformance.zoo import REFUSAL  # sglang-fl's startup refusal of a model
 from sglang_fl.models import zoo
 
@@ -196,14 +197,16 @@ def _last_line(output: str) -> str:
 
 
 def first_diff(expected: list[list[int]], got: list[list[int]]) -> dict[str, int] | None:
-    """The first (prompt, position) where ``got`` differs from ``expected``; None if equal."""
-    for prompt, (want, have) in enumerate(zip(expected, got, strict=True)):
-        for pos, (a, b) in enumerate(zip(want, have, strict=False)):
-            if a != b:
-                return {"prompt": prompt, "pos": pos, "hf": a, "sglang": b}
-        if len(want) != len(have):
-            return {"prompt": prompt, "pos": min(len(want), len(have)), "hf": -1, "sglang": -1}
-    return None
+    """The first (prompt, position) where ``got`` differs from ``expected``; None if equal
+    (tokens -1 where one run ended early)."""
+    mismatch = first_mismatch(expected, got)
+    if mismatch is None:
+        return None
+    prompt, pos = mismatch
+    want, have = expected[prompt], got[prompt]
+    if pos >= min(len(want), len(have)):
+        return {"prompt": prompt, "pos": pos, "hf": -1, "sglang": -1}
+    return {"prompt": prompt, "pos": pos, "hf": want[pos], "sglang": have[pos]}
 
 
 def audit_model(name: str, sglang_version: str) -> Finding:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from greedy_margins import greedy_with_margins
 
 from sglang_fl.models import embedded
 from sglang_fl.models.embedded import EMBEDDED_MODEL_NAME, ensure_embedded_model
@@ -225,23 +226,6 @@ def test_chat_template_renders(hf_tokenizer: Any) -> None:
     assert ids.count(embedded.IM_END_ID) == 2
 
 
-def _greedy(model: Any, ids: Any, steps: int) -> tuple[list[int], list[float], Any]:
-    """Greedy tokens, top-1/top-2 margins and stacked step logits."""
-    import torch
-
-    tokens, margins, logits = [], [], []
-    with torch.no_grad():
-        for _ in range(steps):
-            step = model(ids).logits[0, -1]
-            top = step.topk(2).values
-            margins.append(float(top[0] - top[1]))
-            logits.append(step)
-            nxt = step.argmax().view(1, 1)
-            tokens.append(int(nxt))
-            ids = torch.cat([ids, nxt], dim=1)
-    return tokens, margins, torch.stack(logits)
-
-
 def test_greedy_margins_and_variety(hf_model: Any, hf_tokenizer: Any) -> None:
     """Greedy decoding is far from ties, so fp32 HF and SGLang agree token by token.
 
@@ -256,7 +240,7 @@ def test_greedy_margins_and_variety(hf_model: Any, hf_tokenizer: Any) -> None:
     continuations, all_margins, worst_error = [], [], 0.0
     for prompt in PROMPTS:
         ids = hf_tokenizer(prompt, return_tensors="pt").input_ids
-        tokens, margins, logits = _greedy(hf_model, ids, GREEDY_STEPS)
+        tokens, margins, logits = greedy_with_margins(hf_model, ids, GREEDY_STEPS)
         with torch.no_grad():
             full = torch.cat([ids, torch.tensor([tokens[:-1]])], dim=1)
             ref = fp64(full).logits[0, ids.shape[1] - 1 :]

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from greedy_margins import greedy_with_margins
 
 from sglang_fl.models import embedded, zoo
 from sglang_fl.models.zoo import ensure_zoo_model, zoo_names
@@ -182,23 +183,6 @@ def test_loads_in_transformers_as_its_architecture(loaded: tuple[str, Any]) -> N
     assert sum(p.numel() for p in model.parameters()) < 500_000  # tiny: seconds on a CPU
 
 
-def _greedy(model: Any, ids: Any, steps: int) -> tuple[list[int], list[float], Any]:
-    """Greedy tokens, top-1/top-2 margins and stacked step logits (a full forward per step)."""
-    import torch
-
-    tokens, margins, logits = [], [], []
-    with torch.no_grad():
-        for _ in range(steps):
-            step = model(ids).logits[0, -1]
-            top = step.topk(2).values
-            margins.append(float(top[0] - top[1]))
-            logits.append(step)
-            nxt = step.argmax().view(1, 1)
-            tokens.append(int(nxt))
-            ids = torch.cat([ids, nxt], dim=1)
-    return tokens, margins, torch.stack(logits)
-
-
 @pytest.mark.slow
 def test_greedy_margins_and_variety(loaded: tuple[str, Any], zoo_dirs: dict[str, Path]) -> None:
     """Greedy decoding of zoo.PROMPTS is far from ties (measured against the model's own
@@ -215,7 +199,7 @@ def test_greedy_margins_and_variety(loaded: tuple[str, Any], zoo_dirs: dict[str,
     continuations, margins, error = [], [], 0.0
     for prompt in zoo.PROMPTS:
         ids = tokenizer(prompt, return_tensors="pt").input_ids
-        tokens, step_margins, logits = _greedy(model, ids, zoo.GREEDY_STEPS)
+        tokens, step_margins, logits = greedy_with_margins(model, ids, zoo.GREEDY_STEPS)
         with torch.no_grad():
             full = torch.cat([ids, torch.tensor([tokens[:-1]])], dim=1)
             ref = fp64(full).logits[0, ids.shape[1] - 1 :]
